@@ -1,0 +1,1 @@
+"""The inference and retrain consumers, and the small Kafka runtime they share."""

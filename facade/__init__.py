@@ -1,0 +1,1 @@
+"""The HTTP facade (FastAPI) and the battery-ct command line."""

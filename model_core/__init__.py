@@ -1,0 +1,4 @@
+"""The detector as a pure library: decoding, the Keras model, training, scoring, thresholds, registry.
+
+No Kafka, S3 or HTTP imports here: callers hand in bytes and arrays and get results back.
+"""

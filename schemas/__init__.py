@@ -1,0 +1,1 @@
+"""Pydantic models of every message, HTTP body and setting that crosses a process boundary."""

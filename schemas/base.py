@@ -1,0 +1,56 @@
+"""What every Kafka message shares: a schema version that readers check, and JSON (de)serialisation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_MAJOR = 1
+SCHEMA_VERSION = f"{SCHEMA_MAJOR}.0"
+
+# Scan ids end up in object keys, metric labels and log lines: printable, bounded, no path tricks.
+ScanId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=,/ -]*$"),
+    AfterValidator(lambda v: _reject_traversal(v)),
+]
+
+
+def _reject_traversal(value: str) -> str:
+    if ".." in value.split("/") or "//" in value:
+        raise ValueError("scan_id must not contain '..' segments or empty path segments")
+    return value
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_major(value: str) -> str:
+    major, _, minor = value.partition(".")
+    if not major.isdigit() or (minor and not minor.isdigit()):
+        raise ValueError(f"schema_version {value!r} is not of the form MAJOR.MINOR")
+    if int(major) != SCHEMA_MAJOR:
+        raise ValueError(f"unknown schema major version {major} (this reader understands {SCHEMA_MAJOR}.x)")
+    return value
+
+
+SchemaVersion = Annotated[str, StringConstraints(max_length=16), AfterValidator(_check_major)]
+
+
+class Message(BaseModel):
+    """Base of every Kafka message: immutable, strict about unknown majors, tolerant of new fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_max_length=1_000_000)
+
+    schema_version: SchemaVersion = Field(SCHEMA_VERSION, description="MAJOR.MINOR; readers refuse other majors")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        """Parse and validate; raises pydantic.ValidationError with the reason on bad input."""
+        return cls.model_validate_json(data)

@@ -1,0 +1,86 @@
+"""The one configuration object of every battery-ct process, read from BATTERY_CT_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BATTERY_CT_"
+
+
+class Settings(BaseSettings):
+    """Every setting of battery-ct. Frozen: read once at the edge of a process and passed down.
+
+    The README's settings table is generated from this class (``battery-ct config``), so the
+    description of each field is what an operator reads.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated")
+    topic_scans: str = Field("ct.scans", description="Topic of ScanEvents and MinIO bucket notifications")
+    topic_verdicts: str = Field("ct.verdicts", description="Topic the inference consumer publishes Verdicts to")
+    topic_accepted: str = Field("ct.accepted", description="Topic of AcceptedScans (operator decisions)")
+    topic_model_updates: str = Field("ct.model-updates", description="Topic of ModelUpdates (compacted)")
+    topic_dead_letter: str = Field("ct.dead-letter", description="Topic of DeadLetters (poison messages)")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the scans topic when battery-ct creates it")
+    inference_group: str = Field("battery-ct-inference", description="Consumer group of the inference consumers")
+    retrain_group: str = Field("battery-ct-retrain", description="Consumer group of the retrain consumer")
+    delivery: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once", description="exactly-once: Kafka transactions; at-least-once: commit after publish"
+    )
+    transactional_id_prefix: str = Field(
+        "battery-ct", description="Prefix of transactional ids (one per consumer instance)"
+    )
+
+    # S3 object storage
+    s3_endpoint: str = Field("localhost:9000", description="S3 endpoint host:port (MinIO, moto, RustFS, Ceph RGW)")
+    s3_access_key: str = Field("battery-ct", description="S3 access key")
+    s3_secret_key: SecretStr = Field(SecretStr("battery-ct-secret"), description="S3 secret key")
+    s3_secure: bool = Field(False, description="Use HTTPS towards the S3 endpoint")
+    s3_region: str = Field("us-east-1", description="S3 region")
+    bucket_scans: str = Field("scans", description="Bucket the CT scans are uploaded to")
+    bucket_models: str = Field("models", description="Bucket of the checkpoint registry")
+    bucket_datasets: str = Field("datasets", description="Bucket of the training dataset (accepted scans)")
+    bucket_heatmaps: str = Field("heatmaps", description="Bucket the heat-map PNGs are written to")
+    max_object_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest scan object accepted (bytes)")
+    max_image_pixels: int = Field(64 * 1024 * 1024, ge=1, description="Largest decoded image accepted (pixels)")
+
+    # Model
+    image_size: int = Field(256, ge=16, description="Model input resolution in pixels (square)")
+    epochs: int = Field(40, ge=1, description="Maximum training epochs (early stopping may end sooner)")
+    batch_size: int = Field(16, ge=1, description="Micro-batch size of the inference consumer and training")
+    batch_linger_ms: int = Field(50, ge=0, description="How long the inference consumer waits to fill a batch")
+    heatmaps: bool = Field(False, description="Store a heat-map PNG per verdict and put its URL in the verdict")
+    threshold_quantile: float = Field(
+        0.99, gt=0, lt=1, description="Quantile of normal validation scores used as threshold (no defects known)"
+    )
+    promotion_tolerance: float = Field(
+        0.05, ge=0, description="Relative regression of the validation metric that still allows promotion"
+    )
+    retrain_batch_size: int = Field(32, ge=1, description="Accepted scans that trigger a retrain")
+    retrain_max_age_s: float = Field(300.0, gt=0, description="Oldest accepted scan before a retrain anyway")
+    retrain_epochs: int = Field(8, ge=1, description="Epochs of a warm-start retraining")
+    checkpoint_dir: Path = Field(
+        Path.home() / ".cache" / "battery-ct" / "work", description="Local working directory for checkpoints"
+    )
+
+    # HTTP facade and metrics
+    api_host: str = Field("127.0.0.1", description="Address the HTTP facade listens on")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP facade")
+    api_key: SecretStr | None = Field(None, description="If set, mutating endpoints require it in X-API-Key")
+    api_wait_s: float = Field(120.0, gt=0, description="How long /retrain and /anomaly wait before answering 202")
+    allowed_http_hosts: tuple[str, ...] = Field(
+        (), description="Extra host:port values whose http(s) image URLs are accepted (besides the S3 endpoint)"
+    )
+    metrics_port: int = Field(9100, ge=0, le=65535, description="Port of /metrics and /healthz of a consumer")
+    log_level: str = Field("INFO", description="Python logging level")
+
+    # Local infrastructure (battery-ct infra)
+    state_dir: Path = Field(
+        Path.home() / ".cache" / "battery-ct" / "infra", description="State, logs and PIDs of battery-ct infra"
+    )
