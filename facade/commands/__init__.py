@@ -1,0 +1,1 @@
+"""One module per `battery-ct` command group; each exposes `register(subparsers)`."""
