@@ -1,0 +1,158 @@
+"""A loaded checkpoint behind one object: `Detector.load(dir)` and `score_batch(images)`.
+
+A checkpoint directory holds the autoencoder (`autoencoder.keras`), the normal-patch memory
+(`memory.npz`), how both were configured (`detector.json`) and `metadata.json` (threshold,
+version, hashes of every file). Serving never imports the training code.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_core.network import NetworkConfig
+from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, polar_view
+
+if TYPE_CHECKING:
+    from model_core.checkpoint import CheckpointMetadata
+
+MODEL_FILE = "autoencoder.keras"
+MEMORY_FILE = "memory.npz"
+SPEC_FILE = "detector.json"
+
+
+class DetectorSpec(BaseModel):
+    """How the detector's parts were built; stored with the checkpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    memory: PatchMemoryConfig = Field(default_factory=PatchMemoryConfig)
+
+
+@dataclass(frozen=True)
+class ScanScore:
+    """What the detector says about one slice."""
+
+    reconstruction_error: float  # mean squared autoencoder error (the original spec's evidence)
+    anomaly_score: float  # the decision score: the patch memory's peak
+    is_anomaly: bool  # anomaly_score > threshold
+    error_map: np.ndarray  # (S, S) float32 anomaly map on the slice, what the heat map shows
+
+
+class DetectorCore:
+    """The trained parts and the scoring of a batch, without checkpoint bookkeeping."""
+
+    def __init__(self, spec: DetectorSpec, autoencoder: Any, memory: PatchMemory) -> None:
+        import tensorflow as tf
+
+        self.spec = spec
+        self.autoencoder = autoencoder
+        self.memory = memory
+        self._reconstruct: Callable[[Any], Any] = tf.function(
+            lambda batch: autoencoder(batch, training=False), reduce_retracing=True
+        )
+        # Keras models and the memory's scratch arrays are not meant for concurrent callers.
+        self._lock = threading.Lock()
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.network.image_size
+
+    def reconstruction_errors(self, images: np.ndarray) -> np.ndarray:
+        """Mean squared reconstruction error per image, (N,)."""
+        with self._lock:
+            recon = np.asarray(self._reconstruct(images[..., None].astype(np.float32)))[..., 0]
+        return np.asarray(np.mean(np.square(images - recon), axis=(1, 2)), dtype=np.float64)
+
+    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray]:
+        """The anomaly score and map of one slice."""
+        polar, geometry = polar_view(image, self.spec.memory)
+        with self._lock:
+            patch_map = self.memory.polar_map(polar)
+        score = float(patch_map.max())
+        return score, image_anomaly_map(patch_map, geometry, self.spec.memory, image.shape)
+
+    def scores(self, images: np.ndarray, threshold: float) -> list[ScanScore]:
+        images = _check_batch(images, self.image_size)
+        if images.shape[0] == 0:
+            return []
+        errors = self.reconstruction_errors(images)
+        out = []
+        for image, error in zip(images, errors, strict=True):
+            score, amap = self.anomaly(image)
+            out.append(ScanScore(float(error), score, score > threshold, amap))
+        return out
+
+    def save_parts(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.autoencoder.save(directory / MODEL_FILE)
+        arrays = self.memory.to_arrays()
+        np.savez_compressed(directory / MEMORY_FILE, bank=arrays["bank"], row_scale=arrays["row_scale"])
+        (directory / SPEC_FILE).write_text(self.spec.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load_parts(cls, directory: Path) -> DetectorCore:
+        import keras
+
+        spec = DetectorSpec.model_validate(json.loads((directory / SPEC_FILE).read_text()))
+        autoencoder = keras.models.load_model(directory / MODEL_FILE, compile=False)
+        with np.load(directory / MEMORY_FILE) as arrays:
+            memory = PatchMemory.from_arrays(spec.memory, dict(arrays))
+        return cls(spec, autoencoder, memory)
+
+
+def _check_batch(images: np.ndarray, size: int) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or images.shape[1:] != (size, size):
+        raise ValueError(f"expected images of shape (N, {size}, {size}), got {images.shape}")
+    return images
+
+
+class Detector:
+    """A verified checkpoint, ready to score. Safe to call from one worker thread at a time
+    while other threads (an event loop) run; concurrent callers are serialised."""
+
+    def __init__(self, core: DetectorCore, metadata: CheckpointMetadata) -> None:
+        self.core = core
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, checkpoint_dir: Path) -> Detector:
+        """Verify the checkpoint's hashes, then load it. Raises `CheckpointIntegrityError` on a
+        tampered or incomplete checkpoint and `CheckpointError` when it cannot be loaded."""
+        from model_core.checkpoint import verify_checkpoint
+        from model_core.errors import CheckpointError
+
+        checkpoint_dir = Path(checkpoint_dir)
+        metadata = verify_checkpoint(checkpoint_dir)
+        try:
+            core = DetectorCore.load_parts(checkpoint_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot load checkpoint {checkpoint_dir}: {exc}") from exc
+        return cls(core, metadata)
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.version)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata.threshold)
+
+    @property
+    def image_size(self) -> int:
+        return self.core.image_size
+
+    def score_batch(self, images: np.ndarray) -> list[ScanScore]:
+        """Score preprocessed slices, (N, S, S) float32 in [0, 1]."""
+        return self.core.scores(images, self.threshold)

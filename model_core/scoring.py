@@ -1,0 +1,178 @@
+"""The anomaly score: a memory of normal patches of the polar-unwrapped slice.
+
+Why not the autoencoder's error: the network cannot hold the fine spiral, so its error map is
+texture everywhere and a 40-pixel pore drowns in it (DESIGN, "The hard part"). Instead every
+slice is unwrapped around its can (`geometry`), cut into small patches, and each patch is compared
+with the nearest normal patch seen at the same depth in the cell (a band of radial rows; any
+angle, since rotation is a circular shift). A defect is a patch unlike anything normal there.
+Distances are divided by the spread normal slices show at that depth, smoothed, and the slice's
+score is the maximum of that map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import ndimage
+
+from model_core.geometry import CanGeometry, PolarGrid, find_can, rewrap, unwrap
+
+
+class PatchMemoryConfig(BaseModel):
+    """How slices are unwrapped and cut into patches, and how big the memory may grow."""
+
+    model_config = ConfigDict(frozen=True)
+
+    radial: int = Field(128, ge=16, description="Rows of the polar grid (centre to just outside the can)")
+    angular: int = Field(512, ge=32, description="Columns of the polar grid (one full turn)")
+    outer: float = Field(1.04, gt=0.5, description="Polar grid extent in can radii")
+    patch: int = Field(8, ge=2, description="Patch side on the polar grid")
+    stride: int = Field(4, ge=1, description="Step between patches")
+    band: int = Field(1, ge=0, description="Neighbouring patch rows a patch is compared with")
+    bank_per_row: int = Field(1500, ge=16, description="Normal patches kept per patch row")
+    smoothing: float = Field(1.0, ge=0, description="Gaussian sigma (patch steps) of the distance map")
+    scale_quantile: float = Field(0.95, gt=0, lt=1, description="Quantile of normal distances that scales a row")
+
+    @property
+    def grid(self) -> PolarGrid:
+        return PolarGrid(self.radial, self.angular, self.outer)
+
+
+def polar_view(image: np.ndarray, config: PatchMemoryConfig) -> tuple[np.ndarray, CanGeometry]:
+    """The slice unwrapped around its own can."""
+    geometry = find_can(image)
+    return unwrap(image, geometry, config.grid), geometry
+
+
+def patches(polar: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
+    """Patches of a polar image, shape (patch rows, patch columns, patch*patch), wrapping in angle."""
+    wrapped = np.concatenate([polar, polar[:, : config.patch - 1]], axis=1)
+    windows = sliding_window_view(wrapped, (config.patch, config.patch))[:: config.stride, :: config.stride]
+    rows, cols = windows.shape[:2]
+    cols = min(cols, config.angular // config.stride)
+    return np.ascontiguousarray(windows[:, :cols].reshape(rows, cols, -1), dtype=np.float32)
+
+
+def _nearest_distance(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray) -> np.ndarray:
+    # |q - m|^2 = |q|^2 - 2 q.m + |m|^2, one matrix product per patch row.
+    products = queries @ bank.T
+    squared = (queries * queries).sum(axis=1, keepdims=True) - 2 * products + bank_sq[None, :]
+    return np.asarray(np.sqrt(np.maximum(squared.min(axis=1), 0.0)), dtype=np.float32)
+
+
+@dataclass
+class PatchMemory:
+    """Normal patches per patch row, and the normal spread of nearest distances per row."""
+
+    config: PatchMemoryConfig
+    bank: list[np.ndarray]
+    row_scale: np.ndarray = field(default_factory=lambda: np.ones(0, dtype=np.float32))
+    _bank_sq: list[np.ndarray] = field(default_factory=list, repr=False)
+    _neighbours: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index()
+
+    def _index(self) -> None:
+        rows = len(self.bank)
+        self._neighbours = []
+        self._bank_sq = []
+        for row in range(rows):
+            lo, hi = max(0, row - self.config.band), min(rows, row + self.config.band + 1)
+            stacked = np.concatenate(self.bank[lo:hi], axis=0)
+            self._neighbours.append(stacked)
+            self._bank_sq.append((stacked * stacked).sum(axis=1))
+        if self.row_scale.size != rows:
+            self.row_scale = np.ones(rows, dtype=np.float32)
+
+    @classmethod
+    def fit(
+        cls,
+        polars: Sequence[np.ndarray],
+        config: PatchMemoryConfig,
+        rng: np.random.Generator,
+        previous: PatchMemory | None = None,
+    ) -> PatchMemory:
+        """Collect patches of normal polar slices (and their mirror images: a flipped cell winds the
+        other way), merged with a previous memory's, subsampled at random to `bank_per_row`."""
+        per_image = max(4, int(np.ceil(4 * config.bank_per_row / max(1, 2 * len(polars)))))
+        collected: list[list[np.ndarray]] = []
+        for polar in polars:
+            for view in (polar, polar[:, ::-1]):
+                grid = patches(view, config)
+                if not collected:
+                    collected = [[] for _ in range(grid.shape[0])]
+                for row in range(grid.shape[0]):
+                    pick = rng.choice(grid.shape[1], size=min(per_image, grid.shape[1]), replace=False)
+                    collected[row].append(grid[row, pick])
+        if previous is not None:
+            for row, kept in enumerate(previous.bank):
+                collected[row].append(kept)
+        bank = []
+        for row_patches in collected:
+            stacked = np.concatenate(row_patches, axis=0)
+            if stacked.shape[0] > config.bank_per_row:
+                stacked = stacked[rng.choice(stacked.shape[0], size=config.bank_per_row, replace=False)]
+            bank.append(np.ascontiguousarray(stacked, dtype=np.float32))
+        return cls(config=config, bank=bank)
+
+    def calibrate_rows(self, polars: Sequence[np.ndarray]) -> None:
+        """Scale each row's distances by what held-out normal slices reach there, so the busy core
+        and can wall do not outshout the quiet layers in the middle."""
+        distances = np.stack([self.raw_distances(polar) for polar in polars])  # (n, rows, cols)
+        flat = distances.transpose(1, 0, 2).reshape(distances.shape[1], -1)
+        per_row = np.quantile(flat, self.config.scale_quantile, axis=1)
+        floor = max(float(np.median(per_row)) * 0.25, 1e-6)
+        self.row_scale = np.maximum(per_row, floor).astype(np.float32)
+
+    def raw_distances(self, polar: np.ndarray) -> np.ndarray:
+        """Nearest-normal-patch distance of every patch: shape (patch rows, patch columns)."""
+        grid = patches(polar, self.config)
+        out = np.empty(grid.shape[:2], dtype=np.float32)
+        for row in range(grid.shape[0]):
+            out[row] = _nearest_distance(grid[row], self._neighbours[row], self._bank_sq[row])
+        return out
+
+    def polar_map(self, polar: np.ndarray) -> np.ndarray:
+        """Scaled, smoothed distance map on the patch grid (rows, columns)."""
+        scaled = self.raw_distances(polar) / self.row_scale[:, None]
+        if self.config.smoothing > 0:
+            scaled = ndimage.gaussian_filter(scaled, sigma=self.config.smoothing, mode=("nearest", "wrap"))
+        return np.asarray(scaled, dtype=np.float32)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"bank": np.stack(self.bank), "row_scale": self.row_scale}
+
+    @classmethod
+    def from_arrays(cls, config: PatchMemoryConfig, arrays: dict[str, np.ndarray]) -> PatchMemory:
+        bank = [np.ascontiguousarray(row, dtype=np.float32) for row in arrays["bank"]]
+        return cls(config=config, bank=bank, row_scale=np.asarray(arrays["row_scale"], dtype=np.float32))
+
+
+def patch_map_to_polar(patch_map: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
+    """Spread patch-grid values over the polar grid (each value at its patch's centre)."""
+    rows_p, cols_p = patch_map.shape
+    centres_r = np.arange(rows_p) * config.stride + (config.patch - 1) / 2
+    centres_c = np.arange(cols_p) * config.stride + (config.patch - 1) / 2
+    target_r = np.interp(np.arange(config.radial), centres_r, np.arange(rows_p))
+    # Columns wrap: index positions modulo the number of patch columns.
+    target_c = ((np.arange(config.angular) - centres_c[0]) / config.stride) % cols_p
+    padded = np.concatenate([patch_map, patch_map[:, :1]], axis=1)
+    rr, cc = np.meshgrid(target_r, target_c, indexing="ij")
+    return np.asarray(ndimage.map_coordinates(padded, [rr, cc], order=1, mode="nearest"), dtype=np.float32)
+
+
+def image_anomaly_map(
+    patch_map: np.ndarray, geometry: CanGeometry, config: PatchMemoryConfig, shape: tuple[int, int]
+) -> np.ndarray:
+    """The patch-grid anomaly map drawn back onto the slice's pixels."""
+    return rewrap(patch_map_to_polar(patch_map, config), geometry, shape, config.outer)
+
+
+def squared_error_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Per-pixel squared reconstruction error, (N, S, S)."""
+    return np.square(images.astype(np.float32) - reconstructions.astype(np.float32))
