@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     transactional_id_prefix: str = Field(
         "battery-ct", description="Prefix of transactional ids (one per consumer instance)"
     )
+    instance_id: str = Field(
+        "", max_length=100, description="Stable id of this consumer instance (transactional id); empty: the host name"
+    )
 
     # S3 object storage
     s3_endpoint: str = Field("localhost:9000", description="S3 endpoint host:port (MinIO, moto, RustFS, Ceph RGW)")
