@@ -37,6 +37,12 @@ class PatchMemoryConfig(BaseModel):
     smoothing: float = Field(1.0, ge=0, description="Gaussian sigma (patch steps) of the distance map")
     scale_quantile: float = Field(0.95, gt=0, lt=1, description="Quantile of normal distances that scales a row")
 
+    @classmethod
+    def for_image_size(cls, size: int, **overrides: object) -> PatchMemoryConfig:
+        """Defaults scaled to a model resolution: about one polar row per pixel of radius."""
+        base = {"radial": max(16, size // 2), "angular": max(32, 2 * size)}
+        return cls.model_validate({**base, **overrides})
+
     @property
     def grid(self) -> PolarGrid:
         return PolarGrid(self.radial, self.angular, self.outer)
