@@ -1,0 +1,2 @@
+"""What the inference and retrain consumers share: Kafka clients, topics, dead letters, shutdown,
+retry with backoff, and the metrics/health HTTP server."""

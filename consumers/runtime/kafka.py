@@ -1,0 +1,60 @@
+"""Kafka client factories: every consumer and producer of battery-ct is configured here, from Settings.
+
+Consumers never auto-commit and read only committed transactions; producers are idempotent and,
+in exactly-once mode, transactional with an id that is stable across restarts of one instance,
+so that a restarted instance fences the zombie it replaces.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.settings import Settings
+
+CLIENT_ID = "battery-ct"
+
+
+def instance_id(settings: Settings) -> str:
+    """The stable id of this process: the setting, else the host name (stable per container)."""
+    return settings.instance_id or socket.gethostname()
+
+
+def transactional_id(settings: Settings, group_id: str) -> str:
+    return f"{settings.transactional_id_prefix}-{group_id}-{instance_id(settings)}"
+
+
+def make_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer of `topics` in `group_id` (None: no group, partitions assigned by hand)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": f"{CLIENT_ID}-{instance_id(settings)}",
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        # A batch can wait behind the model for a while; the loop keeps heartbeating regardless.
+        "max_poll_interval_ms": 600_000,
+        "retry_backoff_ms": 200,
+    }
+    config.update(overrides)
+    return AIOKafkaConsumer(*topics, **config)
+
+
+def make_producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer; transactional when `transactional_id` is given."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": f"{CLIENT_ID}-{instance_id(settings)}",
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 5,
+        "retry_backoff_ms": 200,
+        "request_timeout_ms": 30_000,
+    }
+    if transactional_id is not None:
+        config["transactional_id"] = transactional_id
+    config.update(overrides)
+    return AIOKafkaProducer(**config)
