@@ -58,7 +58,8 @@ def find_can(image: np.ndarray) -> CanGeometry:
     smooth = ndimage.uniform_filter(image.astype(np.float32), size=3)
     cut = np.quantile(smooth, 1.0 - _RING_FRACTION)
     rows, cols = np.nonzero(smooth >= cut)
-    if rows.size < 16:
+    # Too few candidates, or a flat image where ties make everything a candidate: no ring to fit.
+    if rows.size < 16 or rows.size > 3 * _RING_FRACTION * smooth.size:
         return fallback
     rows_f, cols_f = rows.astype(np.float64), cols.astype(np.float64)
     keep = np.ones(rows.size, dtype=bool)

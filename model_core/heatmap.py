@@ -9,10 +9,10 @@ from PIL import Image
 
 
 def _colour(values: np.ndarray) -> np.ndarray:
-    # A compact "hot" ramp: black -> red -> yellow -> white, no plotting library needed.
-    red = np.clip(values * 3, 0, 1)
-    green = np.clip(values * 3 - 1, 0, 1)
-    blue = np.clip(values * 3 - 2, 0, 1)
+    # A compact ramp red -> yellow (never white, so the peak stands out on a bright can wall).
+    red = np.clip(values * 2, 0, 1)
+    green = np.clip(values * 2 - 1, 0, 1)
+    blue = np.zeros_like(values)
     return np.stack([red, green, blue], axis=-1)
 
 

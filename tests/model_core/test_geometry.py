@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from conftest import spiral_slice
+
+from model_core.geometry import CanGeometry, PolarGrid, find_can, rewrap, unwrap
+
+
+def ring_image(size: int, centre: tuple[float, float], radius: float) -> np.ndarray:
+    rows, cols = np.mgrid[0:size, 0:size]
+    r = np.hypot(rows - centre[0], cols - centre[1])
+    image = np.where(r < radius, 0.4, 0.05).astype(np.float32)
+    image[np.abs(r - radius) < 1.5] = 1.0
+    return image
+
+
+@pytest.mark.parametrize(("centre", "radius"), [((64.0, 64.0), 50.0), ((60.5, 70.0), 44.0)])
+def test_find_can_locates_the_ring(centre: tuple[float, float], radius: float) -> None:
+    found = find_can(ring_image(128, centre, radius))
+    assert found.center_row == pytest.approx(centre[0], abs=1.0)
+    assert found.center_col == pytest.approx(centre[1], abs=1.0)
+    assert found.radius == pytest.approx(radius, abs=1.5)
+
+
+def test_find_can_ignores_a_bright_inclusion() -> None:
+    image = ring_image(128, (64, 64), 50)
+    image[40:44, 60:64] = 1.0
+    assert find_can(image).radius == pytest.approx(50, abs=1.5)
+
+
+def test_find_can_falls_back_to_the_centre_on_featureless_input() -> None:
+    found = find_can(np.zeros((64, 64), np.float32))
+    assert (found.center_row, found.center_col) == (31.5, 31.5)
+
+
+def test_rotation_becomes_a_circular_shift() -> None:
+    rng = np.random.default_rng(3)
+    image = spiral_slice(rng)
+    geometry = find_can(image)
+    grid = PolarGrid(32, 128)
+    polar = unwrap(image, geometry, grid)
+    turned = unwrap(
+        np.rot90(image).copy(), CanGeometry(63 - geometry.center_col, geometry.center_row, geometry.radius), grid
+    )
+    # rot90 turns by 90 degrees = a quarter of the columns.
+    shifted = np.roll(turned, 32, axis=1)
+    assert np.abs(shifted - polar)[4:-4].mean() < 0.02
+
+
+def test_rewrap_puts_polar_values_back_where_they_came_from() -> None:
+    geometry = CanGeometry(31.5, 31.5, 28.0)
+    polar = np.zeros((32, 128), np.float32)
+    polar[:, 0:16] = 1.0  # angles 0..45 degrees: right of the centre, just below the row axis
+    image = rewrap(polar, geometry, (64, 64), outer=1.04)
+    assert image[36, 55] == pytest.approx(1.0, abs=0.05)
+    assert image[31, 8] == 0.0
+    assert image[0, 0] == 0.0  # outside the unwrapped disc

@@ -1,0 +1,51 @@
+from collections.abc import Callable
+
+import numpy as np
+
+from model_core.evaluation import auroc
+from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, patches, polar_view
+
+
+def test_patches_wrap_around_the_angle() -> None:
+    config = PatchMemoryConfig(radial=16, angular=32, patch=4, stride=2)
+    polar = np.arange(16 * 32, dtype=np.float32).reshape(16, 32)
+    grid = patches(polar, config)
+    assert grid.shape == (7, 16, 16)
+    last = grid[0, -1].reshape(4, 4)
+    assert last[0, -1] == polar[0, 1]  # the last patch continues at angle 0
+
+
+def test_memory_finds_pores_and_points_at_them(make_slices: Callable[..., np.ndarray]) -> None:
+    config = PatchMemoryConfig.for_image_size(64, bank_per_row=300)
+    train = [polar_view(x, config)[0] for x in make_slices(24, seed=0)]
+    memory = PatchMemory.fit(train[:20], config, np.random.default_rng(0))
+    memory.calibrate_rows(train[20:])
+    normal = make_slices(10, seed=1)
+    defect = make_slices(10, seed=2, pore=True)
+    normal_scores = [float(memory.polar_map(polar_view(x, config)[0]).max()) for x in normal]
+    defect_scores = [float(memory.polar_map(polar_view(x, config)[0]).max()) for x in defect]
+    assert auroc(normal_scores, defect_scores) > 0.9
+    # The map's peak lies on the pore (the darkest pixels inside the can).
+    image = defect[0]
+    polar, geometry = polar_view(image, config)
+    amap = image_anomaly_map(memory.polar_map(polar), geometry, config, image.shape)
+    peak = np.unravel_index(np.argmax(amap), amap.shape)
+    pore = np.argwhere(image[8:56, 8:56] < 0.06) + 8
+    assert np.min(np.hypot(*(pore - np.array(peak)).T)) < 5
+
+
+def test_memory_round_trips_through_arrays(make_slices: Callable[..., np.ndarray]) -> None:
+    config = PatchMemoryConfig.for_image_size(64, bank_per_row=50)
+    polars = [polar_view(x, config)[0] for x in make_slices(4, seed=0)]
+    memory = PatchMemory.fit(polars, config, np.random.default_rng(0))
+    again = PatchMemory.from_arrays(config, memory.to_arrays())
+    np.testing.assert_array_equal(memory.raw_distances(polars[0]), again.raw_distances(polars[0]))
+
+
+def test_memory_grows_from_a_previous_one_but_stays_bounded(make_slices: Callable[..., np.ndarray]) -> None:
+    config = PatchMemoryConfig.for_image_size(64, bank_per_row=40)
+    polars = [polar_view(x, config)[0] for x in make_slices(6, seed=0)]
+    first = PatchMemory.fit(polars[:1], config, np.random.default_rng(0))
+    second = PatchMemory.fit(polars[1:], config, np.random.default_rng(0), previous=first)
+    assert all(row.shape[0] <= 40 for row in second.bank)
+    assert second.bank[0].shape[0] >= first.bank[0].shape[0]

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from model_core.thresholds import ThresholdRule, calibrate
+
+
+def test_normal_only_threshold_sits_above_the_normal_quantile() -> None:
+    normal = np.linspace(0.0, 1.0, 101)
+    decision = calibrate(normal, None, ThresholdRule(quantile=0.99, margin=0.0))
+    assert decision.threshold == pytest.approx(0.99)
+    assert decision.false_positive_rate <= 0.01
+    assert "normal-only" in decision.rule
+
+
+def test_normal_only_margin_raises_the_threshold() -> None:
+    normal = np.linspace(0.0, 1.0, 101)
+    assert (
+        calibrate(normal, [], ThresholdRule(margin=0.5)).threshold
+        > calibrate(normal, [], ThresholdRule(margin=0)).threshold
+    )
+
+
+def test_separated_sets_cut_in_the_middle_of_the_gap() -> None:
+    decision = calibrate([0.1, 0.2, 0.3], [0.7, 0.8], ThresholdRule(mode="f1"))
+    assert decision.threshold == pytest.approx(0.5)
+    assert decision.f1 == 1.0 and decision.false_positive_rate == 0.0
+
+
+def test_f1_rule_finds_the_best_operating_point_with_overlap() -> None:
+    normal = [0.1, 0.2, 0.3, 0.6]
+    defect = [0.5, 0.7, 0.8, 0.9]
+    decision = calibrate(normal, defect, ThresholdRule(mode="f1"))
+    # Cutting between 0.3 and 0.5 catches every defect for one false alarm: F1 = 8/9.
+    assert 0.3 < decision.threshold < 0.5
+    assert decision.f1 == pytest.approx(8 / 9)
+
+
+def test_fpr_rule_keeps_false_alarms_within_the_limit() -> None:
+    rng = np.random.default_rng(0)
+    normal, defect = rng.normal(0, 1, 200), rng.normal(2, 1, 50)
+    decision = calibrate(normal, defect, ThresholdRule(mode="fpr", max_fpr=0.05))
+    assert decision.false_positive_rate <= 0.05
+    assert (normal > decision.threshold).mean() <= 0.05
+
+
+def test_no_normal_scores_is_an_error() -> None:
+    with pytest.raises(ValueError, match="normal"):
+        calibrate([], [1.0])
