@@ -32,7 +32,12 @@ def spiral_slice(rng: np.random.Generator, size: int = SIZE, pore: bool = False)
         spot = np.hypot(rows - centre[0] - at * np.sin(angle), cols - centre[1] - at * np.cos(angle))
         image[spot < 2.5] = 0.0
     image += rng.normal(0, 0.02, image.shape)
-    return np.clip(image, 0, 1).astype(np.float32)
+    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def spiral() -> Callable[..., np.ndarray]:
+    return spiral_slice
 
 
 @pytest.fixture

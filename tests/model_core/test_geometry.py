@@ -1,6 +1,7 @@
+from collections.abc import Callable
+
 import numpy as np
 import pytest
-from conftest import spiral_slice
 
 from model_core.geometry import CanGeometry, PolarGrid, find_can, rewrap, unwrap
 
@@ -32,9 +33,8 @@ def test_find_can_falls_back_to_the_centre_on_featureless_input() -> None:
     assert (found.center_row, found.center_col) == (31.5, 31.5)
 
 
-def test_rotation_becomes_a_circular_shift() -> None:
-    rng = np.random.default_rng(3)
-    image = spiral_slice(rng)
+def test_rotation_becomes_a_circular_shift(make_slices: Callable[..., np.ndarray]) -> None:
+    image = make_slices(1, seed=3)[0]
     geometry = find_can(image)
     grid = PolarGrid(32, 128)
     polar = unwrap(image, geometry, grid)

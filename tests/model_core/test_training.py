@@ -1,5 +1,6 @@
 """Training a tiny detector end to end (64 px, 2 epochs): slow-ish, a few seconds each."""
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -12,9 +13,8 @@ from model_core.training import EpochProgress, TrainingConfig, train_detector
 
 
 @pytest.fixture(scope="module")
-def data() -> dict[str, np.ndarray]:
-    from conftest import spiral_slice
-
+def data(spiral: Callable[..., np.ndarray]) -> dict[str, np.ndarray]:
+    spiral_slice = spiral
     rng = np.random.default_rng(0)
     return {
         "normal": np.stack([spiral_slice(rng) for _ in range(16)]),
