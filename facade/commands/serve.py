@@ -1,15 +1,77 @@
-"""`battery-ct serve` (placeholder until its issue lands: the owner replaces this module)."""
+"""`battery-ct serve api|inference|retrain`: run one service in the foreground until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
+
+from schemas.settings import Settings
+
+DESCRIPTION = """\
+Run one battery-ct service in the foreground. Settings come from BATTERY_CT_* environment
+variables (Kafka, S3, topics, ...). SIGTERM or Ctrl-C stops a service cleanly: the batch in
+flight is finished and committed, and the exit status is 0.
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="(not yet available)")
-    parser.set_defaults(handler=_run)
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a service: api, inference or retrain",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    services = parser.add_subparsers(dest="service", metavar="SERVICE", required=True)
+
+    api = services.add_parser(
+        "api",
+        help="the HTTP facade (/predict, /retrain, /anomaly; OpenAPI at /docs)",
+        description="Serve the HTTP facade. Defaults come from BATTERY_CT_API_HOST / BATTERY_CT_API_PORT.",
+    )
+    api.add_argument("--host", help="address to listen on (default: the api_host setting)")
+    api.add_argument("--port", type=int, help="port to listen on (default: the api_port setting)")
+    api.set_defaults(handler=_serve_api)
+
+    inference = services.add_parser(
+        "inference",
+        help="the inference consumer: scans topic in, one verdict per scan out",
+        description=(
+            "Consume the scans topic in the inference consumer group, judge each scan with the registry's current "
+            "model (hot-swapped on promotions and rollbacks) and publish one verdict per scan. Metrics and "
+            "/healthz, /readyz on the metrics_port setting."
+        ),
+    )
+    inference.set_defaults(handler=_serve_inference)
+
+    retrain = services.add_parser(
+        "retrain",
+        help="the retrain consumer: accepted scans in, checkpoints and model updates out",
+        description="Consume accepted scans, retrain, checkpoint, gate and publish model updates (the single writer).",
+    )
+    retrain.set_defaults(handler=_serve_retrain)
 
 
-def _run(args: argparse.Namespace) -> int:
-    raise SystemExit("battery-ct serve is not available yet")
+def _serve_inference(args: argparse.Namespace) -> int:
+    from consumers.inference.service import run
+
+    return asyncio.run(run(Settings()))
+
+
+def _serve_retrain(args: argparse.Namespace) -> int:
+    from consumers.retrain.service import run
+
+    result = run(Settings())
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+def _serve_api(args: argparse.Namespace) -> int:
+    from facade.api.server import run
+
+    settings = Settings()
+    host = args.host if args.host is not None else settings.api_host
+    port = args.port if args.port is not None else settings.api_port
+    result = run(settings, host, port)
+    return int(result or 0)

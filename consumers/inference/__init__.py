@@ -1,0 +1,1 @@
+"""The inference consumer: scans in, one Verdict per scan out (see docs/INFERENCE.md)."""

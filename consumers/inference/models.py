@@ -1,0 +1,148 @@
+"""Which model serves: the registry's current version at start, then every promotion or rollback
+announced on the model-updates topic, loaded in the background and swapped in between batches.
+
+A checkpoint that fails its hash or load check is refused (and counted); the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumers.inference.metrics import InferenceMetrics
+from consumers.runtime.http import Health
+from consumers.runtime.retry import Backoff, is_retriable, retry_transient
+from model_core.detector import Detector
+from model_core.serving import ModelHolder
+from schemas.model_updates import ModelUpdate
+
+log = logging.getLogger(__name__)
+
+SERVING_STATUSES = ("promoted", "rolled_back")
+
+
+class ModelSource(Protocol):
+    """The part of `model_core.registry.Registry` the consumer needs."""
+
+    def current_version(self) -> str | None: ...
+
+    def fetch(self, version: str, dest: Path) -> Path: ...
+
+
+class ModelKeeper:
+    def __init__(
+        self,
+        source: ModelSource,
+        holder: ModelHolder,
+        work_dir: Path,
+        metrics: InferenceMetrics,
+        health: Health,
+        *,
+        loader: Callable[[Path], Detector] = Detector.load,
+        backoff: Backoff = Backoff(initial=0.5, maximum=10.0),
+    ) -> None:
+        self._source = source
+        self._holder = holder
+        self._work_dir = work_dir
+        self._metrics = metrics
+        self._health = health
+        self._loader = loader
+        self._backoff = backoff
+        self._lock = asyncio.Lock()
+        self.refused: set[str] = set()
+
+    @property
+    def serving_version(self) -> str | None:
+        current = self._holder.current
+        return None if current is None else current.version
+
+    async def wait_for_first_model(self, stop: asyncio.Event, *, poll_s: float = 5.0) -> bool:
+        """Load the registry's current version, waiting while there is none; False if stopped first."""
+        announced = False
+        while not stop.is_set():
+            if self._holder.current is not None:  # a model update may have arrived meanwhile
+                return True
+            version = await retry_transient(
+                lambda: asyncio.to_thread(self._source.current_version), what="reading the registry", stop=stop
+            )
+            if version is not None and version not in self.refused and await self.load(version, stop=stop):
+                return True
+            if not announced:
+                log.warning("no usable model in the registry yet: waiting for one (train and import a checkpoint)")
+                self._health.set_not_ready("no model in the registry yet")
+                announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=poll_s)
+        return self._holder.current is not None
+
+    async def load(self, version: str, *, stop: asyncio.Event | None = None) -> bool:
+        """Fetch, verify and load `version` off the event loop, then serve it. False when refused."""
+        async with self._lock:
+            if version == self.serving_version:
+                return True
+            dest = self._work_dir / version
+            try:
+                detector = await retry_transient(
+                    lambda: asyncio.to_thread(self._fetch_and_load, version, dest),
+                    what=f"loading model {version}",
+                    stop=stop,
+                    backoff=self._backoff,
+                )
+            except Exception as exc:
+                if is_retriable(exc):
+                    raise
+                self.refused.add(version)
+                self._metrics.model_load_failures.inc()
+                log.error("model %s refused, %s keeps serving: %s", version, self.serving_version, exc)
+                return False
+            previous = self._holder.swap(detector)
+            self._metrics.model_serving(detector.version, detector.threshold)
+            log.info(
+                "model %s serving (threshold %.6g), replacing %s",
+                detector.version,
+                detector.threshold,
+                None if previous is None else previous.version,
+            )
+            return True
+
+    def _fetch_and_load(self, version: str, dest: Path) -> Detector:
+        if dest.exists():  # a leftover of an interrupted fetch: fetch again, the registry verifies
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return self._loader(self._source.fetch(version, dest))
+
+    async def follow(self, updates: AIOKafkaConsumer, topic: str) -> None:
+        """Apply every promotion or rollback announced from now on (runs until cancelled)."""
+        async for message in updates:
+            try:
+                update = ModelUpdate.from_json(message.value or b"")
+            except ValueError as exc:
+                log.warning("ignoring a malformed model update at %s/%d: %s", topic, message.offset, exc)
+                continue
+            if update.status not in SERVING_STATUSES:
+                continue
+            log.info("model update: %s %s, current is now %s", update.status, update.version, update.current_version)
+            await self.load(update.current_version)
+
+
+async def open_updates(updates: AIOKafkaConsumer, topic: str) -> None:
+    """Assign every partition of the model-updates topic and start from its end: what is current
+    now comes from the registry, read after this call so no update falls in between."""
+    partitions = updates.partitions_for_topic(topic) or set()
+    if not partitions:
+        await updates.topics()  # refreshes the cluster metadata
+        partitions = updates.partitions_for_topic(topic) or set()
+    if not partitions:
+        raise RuntimeError(f"topic {topic} does not exist")
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    updates.assign(assigned)
+    await updates.seek_to_end(*assigned)
+    for tp in assigned:
+        await updates.position(tp)  # resolve the end offsets now, before the registry is read

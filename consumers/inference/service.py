@@ -1,0 +1,216 @@
+"""`battery-ct serve inference`: settings, clients, topics, steps, run.
+
+Reads top to bottom like the flow: the metrics/health server and the shutdown signal first, then
+the topics, the object store and the registry, the model (waiting for one if the registry is
+empty), the scans consumer and the outbox, and finally the pipeline until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from consumers.inference.delivery import KafkaOutbox
+from consumers.inference.judge import HeatmapWriter, Judge
+from consumers.inference.metrics import InferenceMetrics
+from consumers.inference.models import ModelKeeper, ModelSource, open_updates
+from consumers.inference.pipeline import InferencePipeline, PipelineConfig
+from consumers.inference.prepare import DecodeFn, FetchFn, Preparer
+from consumers.runtime.http import Health, MetricsServer
+from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from consumers.runtime.retry import Abandoned, retry_transient
+from consumers.runtime.shutdown import GracefulShutdown
+from consumers.runtime.topics import ensure_topics, standard_topics
+from model_core.serving import ModelHolder
+from schemas.scans import ScanEvent
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from storage.object_store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+DECODE_WORKERS = 2  # image decoding mostly releases the GIL; more threads only fight the model
+
+
+def object_fetcher(store: ObjectStore, settings: Settings) -> FetchFn:
+    async def fetch(event: ScanEvent) -> bytes:
+        return await store.aget_bytes(event.bucket, event.key, max_bytes=settings.max_object_bytes)
+
+    return fetch
+
+
+def image_decoder(settings: Settings) -> DecodeFn:
+    from model_core.imaging import decode_image, preprocess
+
+    def decode(data: bytes, size: int) -> np.ndarray:
+        return preprocess(decode_image(data, max_pixels=settings.max_image_pixels), size)
+
+    return decode
+
+
+def heatmap_writer(store: ObjectStore, settings: Settings, pool: ThreadPoolExecutor) -> HeatmapWriter:
+    from model_core.heatmap import render_heatmap_png
+
+    async def write(image: np.ndarray, error_map: np.ndarray, key: str) -> str:
+        png = await asyncio.get_running_loop().run_in_executor(pool, render_heatmap_png, image, error_map)
+        await retry_transient(
+            lambda: store.aput_bytes(settings.bucket_heatmaps, key, png, content_type="image/png"),
+            what=f"storing heat map {key}",
+        )
+        return f"s3://{settings.bucket_heatmaps}/{key}"
+
+    return write
+
+
+def registry_source(store: ObjectStore, settings: Settings) -> ModelSource:
+    from model_core.registry import Registry
+    from storage.registry_store import S3BlobStore
+
+    return Registry(S3BlobStore(store, settings.bucket_models))
+
+
+class InferenceService:
+    """One inference consumer process. `stop` ends it gracefully (SIGTERM sets it in `run`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        stop: asyncio.Event | None = None,
+        source: ModelSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = InferenceMetrics(self.registry)
+        self.health = Health()
+        self.stop = stop or asyncio.Event()
+        self.holder = ModelHolder()
+        self.server = MetricsServer(self.registry, self.health, port=settings.metrics_port)
+        self.pipeline: InferencePipeline | None = None
+        self._source = source
+
+    async def run(self) -> None:
+        settings = self.settings
+        model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        decode_pool = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
+        await self.server.start()
+        try:
+            await retry_transient(
+                lambda: ensure_topics(settings, standard_topics(settings)), what="creating topics", stop=self.stop
+            )
+            store = _object_store(settings)
+            if settings.heatmaps:
+                await retry_transient(
+                    lambda: asyncio.to_thread(store.ensure_bucket, settings.bucket_heatmaps),
+                    what="creating the heat-map bucket",
+                    stop=self.stop,
+                )
+            source = self._source or registry_source(store, settings)
+            keeper = ModelKeeper(source, self.holder, settings.checkpoint_dir / "serving", self.metrics, self.health)
+            await self._serve(store, keeper, model_thread, decode_pool)
+        except Abandoned as exc:
+            log.info("stopped while waiting for %s", exc)
+        finally:
+            await self.server.stop()
+            model_thread.shutdown(wait=True, cancel_futures=True)
+            decode_pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _serve(
+        self, store: ObjectStore, keeper: ModelKeeper, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
+    ) -> None:
+        settings = self.settings
+        updates = make_consumer(settings, group_id=None, auto_offset_reset="latest")
+        await updates.start()
+        follower: asyncio.Task[None] | None = None
+        try:
+            await open_updates(updates, settings.topic_model_updates)
+            follower = asyncio.create_task(keeper.follow(updates, settings.topic_model_updates), name="model-updates")
+            if not await keeper.wait_for_first_model(self.stop):
+                return
+            await self._consume(store, model_thread, decode_pool)
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            await updates.stop()
+
+    async def _consume(
+        self, store: ObjectStore, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
+    ) -> None:
+        settings = self.settings
+        group = settings.inference_group
+        consumer = make_consumer(settings, group_id=group, max_partition_fetch_bytes=4 * 1024 * 1024)
+        transactional = settings.delivery == "exactly-once"
+        outbox = KafkaOutbox(
+            lambda: make_producer(
+                settings, transactional_id=transactional_id(settings, group) if transactional else None
+            ),
+            consumer,
+            group,
+            transactional=transactional,
+        )
+        preparer = Preparer(
+            object_fetcher(store, settings),
+            image_decoder(settings),
+            decode_pool,
+            stop=self.stop,
+            concurrency=2 * settings.batch_size,
+        )
+        heatmaps = heatmap_writer(store, settings, decode_pool) if settings.heatmaps else None
+        judge = Judge(self.holder, model_thread, preparer, heatmaps=heatmaps)
+        config = PipelineConfig(
+            topic_verdicts=settings.topic_verdicts,
+            topic_dead_letter=settings.topic_dead_letter,
+            batch_size=settings.batch_size,
+            linger_ms=settings.batch_linger_ms,
+            consumer_name=f"inference/{instance_id(settings)}",
+        )
+        pipeline = InferencePipeline(
+            consumer, outbox, preparer, judge, self.holder, self.metrics, self.health, config, stop=self.stop
+        )
+        self.pipeline = pipeline
+        await retry_transient(consumer.start, what="connecting the scans consumer", stop=self.stop)
+        try:
+            consumer.subscribe([settings.topic_scans], listener=pipeline.listener())
+            await retry_transient(outbox.open, what="connecting the producer", stop=self.stop)
+            self.health.set_ready()
+            log.info(
+                "serving %s -> %s (group %s, %s, batches of %d)",
+                settings.topic_scans,
+                settings.topic_verdicts,
+                group,
+                settings.delivery,
+                settings.batch_size,
+            )
+            await pipeline.run()
+        finally:
+            self.health.set_not_ready("stopping")
+            await outbox.close()
+            await consumer.stop()
+
+
+def _object_store(settings: Settings) -> ObjectStore:
+    from storage.object_store import ObjectStore
+
+    return ObjectStore.from_settings(settings)
+
+
+async def run(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT; finish the batch in flight, commit, return 0."""
+    shutdown = GracefulShutdown()
+    shutdown.install()
+    try:
+        await InferenceService(settings, stop=shutdown.requested).run()
+    finally:
+        shutdown.uninstall()
+    log.info("inference consumer stopped")
+    return 0
