@@ -16,7 +16,7 @@ import numpy as np
 
 from consumers.inference.steps import Job, Parsed, Poison, Ready, parse_records
 from consumers.runtime.dead_letters import SourceRecord
-from consumers.runtime.retry import Backoff, is_retriable, retry_transient
+from consumers.runtime.retry import Abandoned, Backoff, retry_transient
 from schemas.scans import ScanEvent
 
 FetchFn = Callable[[ScanEvent], Awaitable[bytes]]
@@ -73,9 +73,9 @@ class Preparer:
                     backoff=self._backoff,
                     on_retry=self._on_transient,
                 )
+        except Abandoned:
+            raise
         except Exception as exc:
-            if is_retriable(exc):
-                raise
             return Poison(job.source, exc, job.event.scan_id)
         fetched = time.perf_counter()
         try:

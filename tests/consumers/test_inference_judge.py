@@ -1,0 +1,76 @@
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import cast
+
+import numpy as np
+import pytest
+
+from consumers.inference.judge import Judge
+from consumers.inference.prepare import PreparedBatch, Preparer
+from consumers.inference.steps import Job, Ready
+from consumers.runtime.dead_letters import SourceRecord
+from model_core.detector import Detector, ScanScore
+from model_core.serving import ModelHolder
+from schemas.scans import ScanEvent
+
+
+class FakeDetector:
+    """The model boundary: scores each image by its mean, refuses NaN images."""
+
+    def __init__(self, version: str, image_size: int = 4, threshold: float = 0.5) -> None:
+        self.version, self.image_size, self.threshold = version, image_size, threshold
+        self.batches: list[int] = []
+
+    def score_batch(self, images: np.ndarray) -> list[ScanScore]:
+        if np.isnan(images).any():
+            raise ValueError("NaN input")
+        self.batches.append(len(images))
+        return [ScanScore(float(i.mean()), float(i.mean()), float(i.mean()) > self.threshold, i) for i in images]
+
+
+def ready(name: str, value: float, size: int = 4) -> Ready:
+    event = ScanEvent(scan_id=name, bucket="scans", key=name)
+    return Ready(Job(event, SourceRecord("t", 0, 0, None, b"")), b"x", np.full((size, size), value, np.float32), 0, 0)
+
+
+def judge_with(detector: FakeDetector, pool: ThreadPoolExecutor) -> Judge:
+    async def fetch(event: ScanEvent) -> bytes:
+        return b""
+
+    def decode(data: bytes, size: int) -> np.ndarray:
+        return np.full((size, size), 0.9, np.float32)
+
+    preparer = Preparer(fetch, decode, pool, stop=asyncio.Event())
+    return Judge(ModelHolder(cast(Detector, detector)), pool, preparer)
+
+
+async def test_one_verdict_per_scan_in_one_model_call() -> None:
+    detector = FakeDetector("v1")
+    with ThreadPoolExecutor(1) as pool:
+        judged = await judge_with(detector, pool).judge(
+            PreparedBatch(0, [], [ready("a", 0.1), ready("b", 0.9)], [], image_size=4)
+        )
+    assert detector.batches == [2]
+    assert [(v.scan_id, v.is_anomaly, v.model_version) for v in judged.verdicts] == [
+        ("a", False, "v1"),
+        ("b", True, "v1"),
+    ]
+    assert judged.poisons == []
+
+
+async def test_a_scan_the_model_cannot_take_is_poison_and_the_rest_is_judged() -> None:
+    detector = FakeDetector("v1")
+    with ThreadPoolExecutor(1) as pool:
+        judged = await judge_with(detector, pool).judge(
+            PreparedBatch(0, [], [ready("a", 0.1), ready("bad", float("nan")), ready("c", 0.2)], [], image_size=4)
+        )
+    assert [v.scan_id for v in judged.verdicts] == ["a", "c"]
+    assert [p.scan_id for p in judged.poisons] == ["bad"]
+
+
+async def test_a_model_of_another_size_gets_the_batch_preprocessed_again() -> None:
+    detector = FakeDetector("v2", image_size=6)
+    with ThreadPoolExecutor(1) as pool:
+        judged = await judge_with(detector, pool).judge(PreparedBatch(0, [], [ready("a", 0.1)], [], image_size=4))
+    assert judged.verdicts[0].anomaly_score == pytest.approx(0.9)
+    assert judged.verdicts[0].model_version == "v2"

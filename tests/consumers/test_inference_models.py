@@ -1,0 +1,115 @@
+import asyncio
+from pathlib import Path
+from typing import cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consumers.inference.metrics import InferenceMetrics
+from consumers.inference.models import ModelKeeper
+from consumers.runtime.http import Health
+from consumers.runtime.retry import Backoff
+from model_core.detector import Detector
+from model_core.serving import ModelHolder
+
+
+class BadCheckpointError(Exception):
+    retriable = False
+
+
+class FakeRegistry:
+    """The registry boundary: versions are directories with a 'good' or 'bad' marker."""
+
+    def __init__(self, current: str | None) -> None:
+        self.current: str | None = current
+        self.fetched: list[str] = []
+
+    def current_version(self) -> str | None:
+        return self.current
+
+    def fetch(self, version: str, dest: Path) -> Path:
+        self.fetched.append(version)
+        dest.mkdir(parents=True)
+        (dest / "kind").write_text("bad" if version.startswith("bad") else "good")
+        return dest
+
+
+class FakeDetector:
+    def __init__(self, version: str) -> None:
+        self.version, self.threshold, self.image_size = version, 0.25, 64
+
+
+def load(path: Path) -> Detector:
+    if (path / "kind").read_text() == "bad":
+        raise BadCheckpointError(f"hash mismatch in {path.name}")
+    return cast(Detector, FakeDetector(path.name))
+
+
+def keeper_for(source: FakeRegistry, tmp_path: Path) -> tuple[ModelKeeper, ModelHolder, CollectorRegistry, Health]:
+    registry, holder, health = CollectorRegistry(), ModelHolder(), Health()
+    keeper = ModelKeeper(
+        source, holder, tmp_path, InferenceMetrics(registry), health, loader=load, backoff=Backoff(0.001, 0.002)
+    )
+    return keeper, holder, registry, health
+
+
+async def test_current_version_serves_and_a_bad_checkpoint_is_refused(tmp_path: Path) -> None:
+    source = FakeRegistry("v1")
+    keeper, holder, registry, _ = keeper_for(source, tmp_path)
+    assert await keeper.wait_for_first_model(asyncio.Event())
+    assert keeper.serving_version == "v1"
+    assert registry.get_sample_value("battery_ct_model_info", {"version": "v1"}) == 1
+    assert registry.get_sample_value("battery_ct_model_threshold") == 0.25
+
+    assert not await keeper.load("bad-v2")
+    assert holder.require().version == "v1"
+    assert registry.get_sample_value("battery_ct_model_load_failures_total") == 1
+
+    assert await keeper.load("v3")
+    assert holder.require().version == "v3"
+    assert registry.get_sample_value("battery_ct_model_info", {"version": "v3"}) == 1
+    assert registry.get_sample_value("battery_ct_model_info", {"version": "v1"}) is None
+    assert await keeper.load("v3")  # already serving: no second fetch
+    assert source.fetched == ["v1", "bad-v2", "v3"]
+
+
+class AppearingRegistry(FakeRegistry):
+    """Empty for the first `empty_reads` reads, then `version` is current."""
+
+    def __init__(self, empty_reads: int, version: str | None) -> None:
+        super().__init__(None)
+        self.reads, self.empty_reads, self.version = 0, empty_reads, version
+
+    def current_version(self) -> str | None:
+        self.reads += 1
+        return self.version if self.reads > self.empty_reads else None
+
+
+async def test_without_a_model_it_waits_not_ready_until_stopped(tmp_path: Path) -> None:
+    source = AppearingRegistry(3, None)
+    keeper, holder, _, health = keeper_for(source, tmp_path)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, stop.set)
+    assert await keeper.wait_for_first_model(stop, poll_s=0.01) is False
+    assert source.reads >= 2
+    assert not health.ready
+    assert health.reason == "no model in the registry yet"
+    assert holder.current is None
+
+
+async def test_waiting_ends_when_a_model_appears(tmp_path: Path) -> None:
+    source = AppearingRegistry(3, "v9")
+    keeper, holder, _, _ = keeper_for(source, tmp_path)
+    assert await asyncio.wait_for(keeper.wait_for_first_model(asyncio.Event(), poll_s=0.001), timeout=5)
+    assert source.reads == 4
+    assert holder.require().version == "v9"
+
+
+@pytest.mark.parametrize("leftover", [True, False])
+async def test_a_leftover_download_is_replaced(tmp_path: Path, leftover: bool) -> None:
+    if leftover:
+        (tmp_path / "v1").mkdir()
+        (tmp_path / "v1" / "partial").write_text("x")
+    keeper, _, _, _ = keeper_for(FakeRegistry("v1"), tmp_path)
+    assert await keeper.load("v1")
+    assert not (tmp_path / "v1" / "partial").exists()

@@ -1,0 +1,73 @@
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from consumers.inference.prepare import Preparer
+from consumers.runtime.dead_letters import SourceRecord
+from consumers.runtime.retry import Abandoned, Backoff
+from schemas.scans import ScanEvent
+
+FAST = Backoff(initial=0.001, maximum=0.002)
+
+
+class StoreError(Exception):
+    def __init__(self, message: str, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+def scan(name: str, offset: int) -> SourceRecord:
+    return SourceRecord("ct.scans", 0, offset, None, ScanEvent(scan_id=name, bucket="scans", key=name).to_json())
+
+
+def decode(data: bytes, size: int) -> np.ndarray:
+    if data == b"corrupt":
+        raise ValueError("not an image")
+    return np.full((size, size), len(data), np.float32)
+
+
+async def test_good_missing_corrupt_and_transiently_unavailable_objects() -> None:
+    outages = {"flaky": 3}
+
+    async def fetch(event: ScanEvent) -> bytes:
+        if event.key == "missing":
+            raise StoreError("no such key", retriable=False)
+        if event.key == "flaky" and outages["flaky"] > 0:
+            outages["flaky"] -= 1
+            raise StoreError("store down", retriable=True)
+        return b"corrupt" if event.key == "corrupt" else event.key.encode()
+
+    with ThreadPoolExecutor(2) as pool:
+        preparer = Preparer(fetch, decode, pool, stop=asyncio.Event(), backoff=FAST)
+        batch = await preparer.prepare(
+            [
+                scan("good", 0),
+                scan("missing", 1),
+                scan("corrupt", 2),
+                scan("flaky", 3),
+                SourceRecord("t", 0, 4, None, b"?"),
+            ],
+            image_size=8,
+            generation=3,
+        )
+    assert sorted(item.job.event.key for item in batch.ready) == ["flaky", "good"]
+    assert all(item.image.shape == (8, 8) for item in batch.ready)
+    assert sorted(p.source.offset for p in batch.poisons) == [1, 2, 4]
+    assert outages["flaky"] == 0
+    assert batch.generation == 3
+    assert len(batch.records) == 5
+
+
+async def test_shutdown_during_an_outage_abandons_the_batch() -> None:
+    stop = asyncio.Event()
+
+    async def fetch(event: ScanEvent) -> bytes:
+        stop.set()
+        raise StoreError("store down", retriable=True)
+
+    with ThreadPoolExecutor(1) as pool:
+        preparer = Preparer(fetch, decode, pool, stop=stop, backoff=FAST)
+        with pytest.raises(Abandoned):
+            await preparer.prepare([scan("a", 0)], image_size=8, generation=0)

@@ -1,0 +1,27 @@
+from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from consumers.runtime.topics import standard_topics
+from schemas.settings import Settings
+
+
+def test_transactional_id_is_stable_per_instance() -> None:
+    a = Settings(instance_id="a", transactional_id_prefix="p")
+    assert transactional_id(a, "g") == "p-g-a"
+    assert transactional_id(a, "g") == transactional_id(Settings(instance_id="a", transactional_id_prefix="p"), "g")
+    assert transactional_id(Settings(instance_id="b", transactional_id_prefix="p"), "g") != "p-g-a"
+    assert instance_id(Settings(instance_id="")) != ""
+
+
+async def test_consumers_read_committed_and_never_auto_commit() -> None:
+    consumer = make_consumer(Settings(), "t", group_id="g")
+    assert consumer._enable_auto_commit is False
+    assert consumer._isolation_level == "read_committed"
+    producer = make_producer(Settings(), transactional_id="tx")
+    assert producer._txn_manager is not None
+    assert producer._txn_manager.transactional_id == "tx"
+
+
+def test_model_updates_topic_is_compacted() -> None:
+    specs = {spec.name: spec for spec in standard_topics(Settings(topic_partitions=6))}
+    assert specs["ct.model-updates"].compacted
+    assert specs["ct.scans"].partitions == 6
+    assert specs["ct.model-updates"].to_new_topic(1).topic_configs["cleanup.policy"] == "compact"
