@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from consumers.inference.metrics import InferenceMetrics
 from consumers.runtime.http import Health
@@ -133,16 +133,12 @@ class ModelKeeper:
 
 
 async def open_updates(updates: AIOKafkaConsumer, topic: str) -> None:
-    """Assign every partition of the model-updates topic and start from its end: what is current
-    now comes from the registry, read after this call so no update falls in between."""
-    partitions = updates.partitions_for_topic(topic) or set()
-    if not partitions:
-        await updates.topics()  # refreshes the cluster metadata
-        partitions = updates.partitions_for_topic(topic) or set()
-    if not partitions:
-        raise RuntimeError(f"topic {topic} does not exist")
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-    updates.assign(assigned)
+    """Start following the model-updates topic from its end (the consumer is subscribed without a
+    group, so it owns every partition). What is current now comes from the registry, read after
+    this call, so no update can fall in between."""
+    assigned = sorted(updates.assignment(), key=lambda tp: tp.partition)
+    if not assigned:
+        raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
     await updates.seek_to_end(*assigned)
     for tp in assigned:
         await updates.position(tp)  # resolve the end offsets now, before the registry is read

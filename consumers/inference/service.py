@@ -127,7 +127,7 @@ class InferenceService:
         self, store: ObjectStore, keeper: ModelKeeper, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
     ) -> None:
         settings = self.settings
-        updates = make_consumer(settings, group_id=None, auto_offset_reset="latest")
+        updates = make_consumer(settings, settings.topic_model_updates, group_id=None, auto_offset_reset="latest")
         await updates.start()
         follower: asyncio.Task[None] | None = None
         try:
