@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -34,6 +35,11 @@ class PatchMemoryConfig(BaseModel):
     stride: int = Field(4, ge=1, description="Step between patches")
     band: int = Field(1, ge=0, description="Neighbouring patch rows a patch is compared with")
     bank_per_row: int = Field(1500, ge=16, description="Normal patches kept per patch row")
+    sampling: Literal["coreset", "random"] = Field(
+        "coreset",
+        description="How the memory is thinned: greedy k-centre coreset (keeps rare normal patterns) or random",
+    )
+    candidates: int = Field(6, ge=1, description="Candidate patches collected per kept patch before thinning")
     smoothing: float = Field(1.0, ge=0, description="Gaussian sigma (patch steps) of the distance map")
     scale_quantile: float = Field(0.95, gt=0, lt=1, description="Quantile of normal distances that scales a row")
 
@@ -61,6 +67,22 @@ def patches(polar: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
     rows, cols = windows.shape[:2]
     cols = min(cols, config.angular // config.stride)
     return np.ascontiguousarray(windows[:, :cols].reshape(rows, cols, -1), dtype=np.float32)
+
+
+def coreset(points: np.ndarray, count: int, rng: np.random.Generator, dims: int = 16) -> np.ndarray:
+    """Indices of a greedy k-centre coreset (PatchCore): each pick is the point farthest from those
+    picked so far, so rare normal patterns (tabs, winding steps) stay in the memory. Distances are
+    measured after a random projection to `dims` dimensions, which preserves them roughly and
+    makes the greedy loop cheap."""
+    projection = rng.normal(size=(points.shape[1], dims)).astype(np.float32) / np.sqrt(dims)
+    projected = points @ projection
+    chosen = np.empty(count, dtype=np.int64)
+    chosen[0] = int(rng.integers(points.shape[0]))
+    nearest = np.sum((projected - projected[chosen[0]]) ** 2, axis=1)
+    for i in range(1, count):
+        chosen[i] = int(np.argmax(nearest))
+        np.minimum(nearest, np.sum((projected - projected[chosen[i]]) ** 2, axis=1), out=nearest)
+    return chosen
 
 
 def _nearest_distance(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray) -> np.ndarray:
@@ -105,7 +127,7 @@ class PatchMemory:
     ) -> PatchMemory:
         """Collect patches of normal polar slices (and their mirror images: a flipped cell winds the
         other way), merged with a previous memory's, subsampled at random to `bank_per_row`."""
-        per_image = max(4, int(np.ceil(4 * config.bank_per_row / max(1, 2 * len(polars)))))
+        per_image = max(4, int(np.ceil(config.candidates * config.bank_per_row / max(1, 2 * len(polars)))))
         collected: list[list[np.ndarray]] = []
         for polar in polars:
             for view in (polar, polar[:, ::-1]):
@@ -122,7 +144,10 @@ class PatchMemory:
         for row_patches in collected:
             stacked = np.concatenate(row_patches, axis=0)
             if stacked.shape[0] > config.bank_per_row:
-                stacked = stacked[rng.choice(stacked.shape[0], size=config.bank_per_row, replace=False)]
+                if config.sampling == "coreset":
+                    stacked = stacked[coreset(stacked, config.bank_per_row, rng)]
+                else:
+                    stacked = stacked[rng.choice(stacked.shape[0], size=config.bank_per_row, replace=False)]
             bank.append(np.ascontiguousarray(stacked, dtype=np.float32))
         return cls(config=config, bank=bank)
 
