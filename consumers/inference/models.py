@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumers.inference.metrics import InferenceMetrics
 from consumers.runtime.http import Health
-from consumers.runtime.retry import Backoff, is_retriable, retry_transient
+from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
 from schemas.model_updates import ModelUpdate
@@ -95,6 +95,8 @@ class ModelKeeper:
                     stop=stop,
                     backoff=self._backoff,
                 )
+            except Abandoned:
+                raise
             except Exception as exc:
                 if is_retriable(exc):
                     raise

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.models import ModelKeeper
 from consumers.runtime.http import Health
-from consumers.runtime.retry import Backoff
+from consumers.runtime.retry import Abandoned, Backoff
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
 
@@ -113,3 +113,18 @@ async def test_a_leftover_download_is_replaced(tmp_path: Path, leftover: bool) -
     keeper, _, _, _ = keeper_for(FakeRegistry("v1"), tmp_path)
     assert await keeper.load("v1")
     assert not (tmp_path / "v1" / "partial").exists()
+
+
+async def test_a_shutdown_while_loading_is_not_a_refusal(tmp_path: Path) -> None:
+    class DownRegistry(FakeRegistry):
+        def fetch(self, version: str, dest: Path) -> Path:
+            raise ConnectionRefusedError("store down")
+
+    keeper, holder, registry, _ = keeper_for(DownRegistry("v1"), tmp_path)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    with pytest.raises(Abandoned):
+        await keeper.load("v1", stop=stop)
+    assert keeper.refused == set()
+    assert registry.get_sample_value("battery_ct_model_load_failures_total") == 0
+    assert holder.current is None
