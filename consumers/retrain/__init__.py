@@ -1,0 +1,1 @@
+"""The retrain consumer: accepted scans in; dataset, checkpoints, promotion gate and model updates out."""

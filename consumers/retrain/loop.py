@@ -1,0 +1,264 @@
+"""The one loop that owns poll -> intake -> batch -> retrain -> publish -> commit.
+
+    poll accepted scans --intake (fetch, check, copy into the dataset)--> pending batch
+    batch due (count or age) --> plan --> retrain job (worker thread) --> manifest saved
+        --> one transaction: ModelUpdate + dead letters + the batch's offsets
+
+Offsets are committed only in the transaction that carries the batch's update, so a crash at any
+point before it redoes the batch from the uncommitted offsets. A rebalance or a failed delivery
+drops the pending batch and reads it again from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from consumers.inference.delivery import KafkaOutbox, Outgoing
+from consumers.inference.pipeline import source_record
+from consumers.inference.steps import next_offsets
+from consumers.retrain.batching import BatchPolicy
+from consumers.retrain.intake import Intake, Taken
+from consumers.retrain.job import JobResult, RetrainJob
+from consumers.retrain.manifest import DatasetManifest, add_scan, settle_batch
+from consumers.retrain.metrics import RetrainMetrics
+from consumers.retrain.plan import BatchPlan, batch_seed, plan_batch
+from consumers.retrain.updates import batch_update, unchanged_update
+from consumers.runtime.dead_letters import SourceRecord, dead_letter, error_code
+from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
+from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.5  # an idle poll's wait before the loop looks at the stop flag again
+DELIVERY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    topic_model_updates: str
+    topic_dead_letter: str
+    consumer_name: str
+    replay_factor: float = 4.0
+
+
+@dataclass
+class Pending:
+    """The batch being gathered: scans taken in, poison refused, every record read."""
+
+    taken: list[Taken] = field(default_factory=list)
+    poisons: list[tuple[SourceRecord, BaseException]] = field(default_factory=list)
+    records: list[SourceRecord] = field(default_factory=list)
+    opened_at: float | None = None
+
+
+ManifestIO = tuple[Callable[[], DatasetManifest], Callable[[DatasetManifest], None]]
+
+
+class RetrainLoop:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        outbox: KafkaOutbox,
+        intake: Intake,
+        job: RetrainJob,
+        manifest_io: ManifestIO,
+        policy: BatchPolicy,
+        metrics: RetrainMetrics,
+        config: LoopConfig,
+        *,
+        stop: asyncio.Event,
+        backoff: Backoff = Backoff(initial=0.5, maximum=10.0),
+    ) -> None:
+        self._consumer = consumer
+        self._outbox = outbox
+        self._intake = intake
+        self._job = job
+        self._load_manifest, self._save_manifest = manifest_io
+        self._policy = policy
+        self._metrics = metrics
+        self._config = config
+        self._stop = stop
+        self._backoff = backoff
+        self._pending = Pending()
+        self._needs_seek = False
+        self.manifest = DatasetManifest()
+        self.updates: list[ModelUpdate] = []  # what this loop has broadcast (tests and logs)
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Rebalance(self)
+
+    def drop_pending(self, reason: str) -> None:
+        if self._pending.records:
+            log.info("dropping the pending batch of %d messages (%s): read again", len(self._pending.records), reason)
+        self._pending = Pending()
+        self._needs_seek = True
+
+    async def run(self) -> None:
+        self.manifest = await retry_transient(
+            lambda: asyncio.to_thread(self._load_manifest), what="reading the dataset manifest", stop=self._stop
+        )
+        self._metrics.dataset(self.manifest.size_by_label())
+        try:
+            while not self._stop.is_set():
+                if self._needs_seek:
+                    self._needs_seek = False
+                    if assigned := self._consumer.assignment():
+                        await self._consumer.seek_to_committed(*assigned)
+                await self._poll()
+                pending = self._pending
+                if self._policy.is_due(len(pending.taken), pending.opened_at, time.monotonic()):
+                    await self._close_batch()
+                elif pending.records and not pending.taken:
+                    await self._deliver([], pending)  # only poison so far: dead-letter and commit now
+        except Abandoned as exc:
+            log.info("stopped while waiting for %s: the pending batch stays uncommitted", exc)
+
+    async def _poll(self) -> None:
+        pending = self._pending
+        wait = self._policy.wait_s(len(pending.taken), pending.opened_at, time.monotonic(), idle_s=IDLE_POLL_S)
+        room = max(1, self._policy.max_count - len(pending.taken))
+        polled = await self._consumer.getmany(timeout_ms=int(wait * 1000) + 1, max_records=room)
+        for record in (source_record(r) for batch in polled.values() for r in batch):
+            try:
+                taken = await self._intake.take(record)
+            except Abandoned:
+                raise
+            except Exception as exc:
+                if is_retriable(exc):
+                    raise
+                pending.poisons.append((record, exc))
+            else:
+                pending.taken.append(taken)
+                if pending.opened_at is None:
+                    pending.opened_at = time.monotonic()
+            pending.records.append(record)
+
+    async def _close_batch(self) -> None:
+        pending = self._pending
+        manifest, changed = self.manifest, set[str]()
+        for item in pending.taken:
+            manifest, change = add_scan(manifest, item.scan)
+            if change != "duplicate":
+                changed.add(item.scan.sha256)
+        has_model = await asyncio.to_thread(self._job.current) is not None
+        plan = plan_batch(manifest, changed, has_model=has_model, replay_factor=self._config.replay_factor)
+        scans = [item.scan for item in pending.taken]
+        update: ModelUpdate | None = None
+        log.info("batch of %d scans (%d new): %s", len(scans), len(changed), plan.action)
+        if plan.action in ("train", "reevaluate"):
+            batch_id = f"{batch_seed(changed):016x}"
+            result = await self._retrain(plan, batch_id)
+            if result is not None:
+                manifest = settle_batch(manifest, changed, result.version, rejected=result.status == "rejected")
+                update = batch_update(result, scans, manifest.size_by_label())
+        elif plan.action == "nothing" and any(s.job_id for s in scans):
+            current = await asyncio.to_thread(self._job.current)
+            if current is not None:
+                metadata = current.metadata
+                update = unchanged_update(
+                    current.version,
+                    current.threshold,
+                    metadata.validation_error,
+                    metadata.anomaly_error,
+                    scans,
+                    manifest.size_by_label(),
+                )
+        elif plan.action == "wait":
+            log.warning("no model yet and no normal scans to train one: %d defects wait in the dataset", len(changed))
+        await retry_transient(
+            lambda: asyncio.to_thread(self._save_manifest, manifest), what="saving the manifest", stop=self._stop
+        )
+        self.manifest = manifest
+        self._metrics.dataset(manifest.size_by_label())
+        await self._deliver([update] if update is not None else [], pending)
+
+    async def _retrain(self, plan: BatchPlan, batch_id: str) -> JobResult | None:
+        started = time.monotonic()
+        try:
+            # Blocking TensorFlow work: a worker thread, so the consumer keeps heartbeating.
+            result = await retry_transient(
+                lambda: asyncio.to_thread(self._job.run, plan, batch_id), what="the retrain job", stop=self._stop
+            )
+        except Abandoned:
+            raise
+        except Exception:
+            # The scans stay in the dataset (replayed by later batches); the model stays as it is.
+            self._metrics.retrains.labels(outcome="failed").inc()
+            log.exception("retrain job of batch %s failed: the current model stays", batch_id)
+            return None
+        self._metrics.retrains.labels(outcome=result.status).inc()
+        self._metrics.duration.observe(time.monotonic() - started)
+        self._metrics.current(result.current_version, result.current_threshold)
+        self._metrics.errors(result.new_validation_error, result.new_anomaly_error)
+        log.info(
+            "%s %s (parent %s) in %.1f s: %s; serving %s at threshold %.6g",
+            result.status,
+            result.version,
+            result.parent,
+            result.seconds,
+            result.reason,
+            result.current_version,
+            result.current_threshold,
+        )
+        return result
+
+    async def _deliver(self, updates: list[ModelUpdate], pending: Pending) -> None:
+        messages = [Outgoing(self._config.topic_model_updates, MODEL_UPDATE_KEY, u.to_json()) for u in updates]
+        for record, exc in pending.poisons:
+            letter = dead_letter(record, exc, consumer=self._config.consumer_name)
+            messages.append(Outgoing(self._config.topic_dead_letter, record.key, letter.to_json()))
+        if self._pending is not pending:
+            log.warning("partitions revoked during the batch: another instance reads it again")
+            return
+        attempt = 0
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self._outbox.deliver(messages, next_offsets(pending.records)), timeout=DELIVERY_TIMEOUT_S
+                )
+                break
+            except ProducerFenced:
+                raise  # another instance took over this transactional id: this one is a zombie
+            except (KafkaError, OSError, TimeoutError) as exc:
+                if self._pending is not pending or self._stop.is_set():
+                    log.warning("delivery failed (%s) after a rebalance or at shutdown: batch read again", exc)
+                    self.drop_pending("delivery failed")
+                    await retry_transient(self._outbox.reopen, what="reconnecting the producer", stop=self._stop)
+                    return
+                log.warning("delivery failed (%s: %s): retrying", type(exc).__name__, exc)
+                await asyncio.sleep(self._backoff.delay(attempt))
+                attempt += 1
+                await retry_transient(self._outbox.reopen, what="reconnecting the producer", stop=self._stop)
+        self.updates.extend(updates)
+        for record, error in pending.poisons:
+            reason = error_code(error)
+            self._metrics.dead_letters.labels(reason=reason).inc()
+            log.warning("dead letter %s/%d@%d (%s): %s", record.topic, record.partition, record.offset, reason, error)
+        self._record_lag(pending)
+        if self._pending is pending:
+            self._pending = Pending()
+
+    def _record_lag(self, pending: Pending) -> None:
+        for (topic, partition), offset in next_offsets(pending.records).items():
+            highwater = self._consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                self._metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, highwater - offset))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: RetrainLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self._loop.drop_pending(f"{len(revoked)} partitions revoked")
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("assigned partitions %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
