@@ -87,3 +87,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path.home() / ".cache" / "battery-ct" / "infra", description="State, logs and PIDs of battery-ct infra"
     )
+    kafka_libs_dir: Path = Field(
+        Path.home() / ".cache" / "battery-ct" / "kafka-libs",
+        description="Cache of the Kafka broker jars that Maven resolves for battery-ct infra (outside the repo)",
+    )
