@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -87,10 +88,9 @@ class ModelKeeper:
         async with self._lock:
             if version == self.serving_version:
                 return True
-            dest = self._work_dir / version
             try:
                 detector = await retry_transient(
-                    lambda: asyncio.to_thread(self._fetch_and_load, version, dest),
+                    lambda: asyncio.to_thread(self._fetch_and_load, version),
                     what=f"loading model {version}",
                     stop=stop,
                     backoff=self._backoff,
@@ -114,11 +114,15 @@ class ModelKeeper:
             )
             return True
 
-    def _fetch_and_load(self, version: str, dest: Path) -> Detector:
-        if dest.exists():  # a leftover of an interrupted fetch: fetch again, the registry verifies
-            shutil.rmtree(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        return self._loader(self._source.fetch(version, dest))
+    def _fetch_and_load(self, version: str) -> Detector:
+        # A private download directory: replicas on one host share checkpoint_dir, and a download
+        # must never be read while another process writes it. The loaded model lives in memory.
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        download = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=self._work_dir))
+        try:
+            return self._loader(self._source.fetch(version, download / "checkpoint"))
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
 
     async def follow(self, updates: AIOKafkaConsumer, topic: str) -> None:
         """Apply every promotion or rollback announced from now on (runs until cancelled)."""

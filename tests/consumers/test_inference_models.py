@@ -1,4 +1,5 @@
 import asyncio
+import os
 from pathlib import Path
 from typing import cast
 
@@ -29,8 +30,9 @@ class FakeRegistry:
 
     def fetch(self, version: str, dest: Path) -> Path:
         self.fetched.append(version)
-        dest.mkdir(parents=True)
+        dest.mkdir(parents=True)  # fails if another download already wrote here
         (dest / "kind").write_text("bad" if version.startswith("bad") else "good")
+        (dest / "version").write_text(version)
         return dest
 
 
@@ -42,7 +44,7 @@ class FakeDetector:
 def load(path: Path) -> Detector:
     if (path / "kind").read_text() == "bad":
         raise BadCheckpointError(f"hash mismatch in {path.name}")
-    return cast(Detector, FakeDetector(path.name))
+    return cast(Detector, FakeDetector((path / "version").read_text()))
 
 
 def keeper_for(source: FakeRegistry, tmp_path: Path) -> tuple[ModelKeeper, ModelHolder, CollectorRegistry, Health]:
@@ -105,14 +107,13 @@ async def test_waiting_ends_when_a_model_appears(tmp_path: Path) -> None:
     assert holder.require().version == "v9"
 
 
-@pytest.mark.parametrize("leftover", [True, False])
-async def test_a_leftover_download_is_replaced(tmp_path: Path, leftover: bool) -> None:
-    if leftover:
-        (tmp_path / "v1").mkdir()
-        (tmp_path / "v1" / "partial").write_text("x")
-    keeper, _, _, _ = keeper_for(FakeRegistry("v1"), tmp_path)
-    assert await keeper.load("v1")
-    assert not (tmp_path / "v1" / "partial").exists()
+async def test_downloads_are_private_and_removed_after_loading(tmp_path: Path) -> None:
+    source = FakeRegistry("v1")
+    first, _, _, _ = keeper_for(source, tmp_path)
+    second, _, _, _ = keeper_for(source, tmp_path)  # another replica on the same host
+    assert all(await asyncio.gather(first.load("v1"), second.load("v1")))
+    assert source.fetched == ["v1", "v1"]
+    assert os.listdir(tmp_path) == []
 
 
 async def test_a_shutdown_while_loading_is_not_a_refusal(tmp_path: Path) -> None:
