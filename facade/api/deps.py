@@ -1,0 +1,56 @@
+"""FastAPI dependencies, as named Annotated aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, cast
+
+from fastapi import Depends, Header, Request
+
+from facade.api.errors import ApiError, ModelNotLoadedError
+from facade.api.services import Services
+from model_core.detector import Detector
+from schemas.settings import Settings
+
+
+def get_services(request: Request) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def current_detector(services: ServicesDep) -> Detector:
+    """The model serving now, taken once per request so a hot swap never changes it mid-request."""
+    detector = services.holder.current
+    if detector is None:
+        raise ModelNotLoadedError()
+    return detector
+
+
+DetectorDep = Annotated[Detector, Depends(current_detector)]
+
+
+def require_api_key(
+    settings: SettingsDep,
+    x_api_key: Annotated[
+        str | None, Header(alias="X-API-Key", description="Required on mutating endpoints when an API key is set")
+    ] = None,
+) -> None:
+    expected = settings.api_key
+    if expected is None:
+        return
+    given = (x_api_key or "").encode()
+    # Constant-time comparison: the answer's timing must not reveal how much of the key matched.
+    if not hmac.compare_digest(given, expected.get_secret_value().encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong X-API-Key header")
+
+
+ApiKeyDep = Annotated[None, Depends(require_api_key)]

@@ -1,0 +1,68 @@
+"""The facade's Prometheus metrics (names are a contract with the dashboard) and the middleware
+that counts every request by route template, so that a path parameter never becomes a label."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+UNMATCHED = "unmatched"
+
+
+class FacadeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "battery_ct_http_requests_total", "HTTP requests by route and status", ["path", "status"], registry=registry
+        )
+        self.duration = Histogram(
+            "battery_ct_http_request_duration_seconds",
+            "HTTP request duration by route",
+            ["path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "battery_ct_model_info", "The model version serving (1)", ["version"], registry=registry
+        )
+        self.model_threshold = Gauge("battery_ct_model_threshold", "Threshold of the serving model", registry=registry)
+        self.model_load_failures = Counter(
+            "battery_ct_model_load_failures_total", "Checkpoints that could not be loaded", registry=registry
+        )
+
+    def model_serving(self, version: str, threshold: float) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version=version).set(1)
+        self.model_threshold.set(threshold)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no response buffering): status and duration per route template."""
+
+    def __init__(self, app: ASGIApp, metrics: FacadeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or UNMATCHED
+            self.metrics.requests.labels(path=path, status=str(status)).inc()
+            self.metrics.duration.labels(path=path).observe(time.perf_counter() - started)

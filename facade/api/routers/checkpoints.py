@@ -1,0 +1,40 @@
+"""GET /checkpoints and POST /checkpoints/{version}/rollback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from facade.api.deps import ApiKeyDep, ServicesDep
+from facade.api.errors import ApiError
+from facade.api.routers._responses import errors
+from schemas.api import CheckpointInfo
+from schemas.model_updates import MODEL_UPDATE_KEY
+
+router = APIRouter(tags=["checkpoints"])
+
+Version = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+@router.get("/checkpoints", response_model=list[CheckpointInfo], responses=errors(503))
+async def list_checkpoints(services: ServicesDep) -> list[CheckpointInfo]:
+    """Every version in the registry, oldest first; `current` marks the one serving."""
+    return await asyncio.to_thread(services.catalog.checkpoints)
+
+
+@router.post("/checkpoints/{version}/rollback", response_model=CheckpointInfo, responses=errors(401, 404, 503))
+async def rollback(version: Version, services: ServicesDep, _: ApiKeyDep) -> CheckpointInfo:
+    """Make `version` current again and broadcast it, so every consumer and facade serves it."""
+    from consumers.retrain.updates import rollback_update
+
+    known = await asyncio.to_thread(services.catalog.checkpoints)
+    previous = next((c.version for c in known if c.current), None)
+    if version not in {c.version for c in known}:
+        raise ApiError(404, "checkpoint_not_found", f"no version {version} in the registry")
+    info = await asyncio.to_thread(services.catalog.rollback, version)
+    update = rollback_update(version, previous, info.threshold, info.validation_error, info.anomaly_error)
+    await services.publisher.publish(services.settings.topic_model_updates, MODEL_UPDATE_KEY, update.to_json())
+    await services.model.load(version)  # this process serves it now, without waiting for the broadcast
+    return info
