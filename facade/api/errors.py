@@ -53,12 +53,11 @@ def as_api_error(exc: BaseException) -> ApiError | None:
     """
     if isinstance(exc, ApiError):
         return exc
+    from model_core.errors import ImageDecodeError, ModelCoreError
     from storage.errors import ObjectMissing, ObjectTooLarge, StorageError, UrlNotAllowed
 
-    from model_core.errors import ImageDecodeError, ModelCoreError
-
     if isinstance(exc, UrlNotAllowed):
-        return ApiError(400, str(getattr(exc, "code", "url_not_allowed")), str(exc))
+        return ApiError(400, exc.code, str(exc))
     if isinstance(exc, ObjectMissing):
         return ApiError(404, "object_missing", str(exc))
     if isinstance(exc, ObjectTooLarge):
@@ -66,13 +65,13 @@ def as_api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, StorageError):
         if exc.retriable:
             return DependencyDownError("object_store_unavailable", f"the object store is unavailable: {exc}")
-        return ApiError(400, "object_unreadable", str(exc))
+        return ApiError(400, exc.code, str(exc))
     if isinstance(exc, ImageDecodeError):
         code = str(exc.code)
         return ApiError(413 if code in _TOO_LARGE_CODES else 422, code, str(exc))
     if isinstance(exc, ModelCoreError):
         if exc.retriable:
-            return DependencyDownError("model_unavailable", str(exc))
+            return DependencyDownError(str(exc.code), f"{exc} (retry later)")
         return ApiError(422, str(exc.code), str(exc))
     if isinstance(exc, ConnectionError | TimeoutError):
         return DependencyDownError("dependency_unavailable", f"a dependency did not answer: {type(exc).__name__}")
@@ -112,9 +111,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(ApiError(exc.status_code, code, str(exc.detail)), headers=exc.headers)
 
     from aiokafka.errors import KafkaError
-    from storage.errors import StorageError
 
     from model_core.errors import ModelCoreError
+    from storage.errors import StorageError
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -66,8 +66,9 @@ class FakeStore:
             raise ObjectMissing(f"s3://{bucket}/{key} does not exist")
         return self.objects[(bucket, key)]
 
-    async def aput_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str) -> None:
+    async def aput_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str = "") -> str:
         self.objects[(bucket, key)] = data
+        return key
 
     def exists(self, bucket: str, key: str) -> bool:
         if self.down:
@@ -105,9 +106,9 @@ class FakeCatalog:
             for v in self.versions
         ]
 
-    def rollback(self, version: str) -> CheckpointInfo:
-        self.current = version
-        return next(c for c in self.checkpoints() if c.version == version)
+    def rollback(self, version: str) -> str | None:
+        previous, self.current = self.current, version
+        return previous
 
 
 @dataclass
@@ -325,9 +326,9 @@ def test_checkpoints_lists_versions_and_rollback_serves_and_broadcasts(world: Wo
     update = ModelUpdate.from_json(value)
     assert (topic, key) == ("ct.model-updates", b"model")
     assert (update.status, update.current_version, update.parent) == ("rolled_back", "v1", "v2")
-    assert world.client.post("/predict", json={"image_url": "s3://scans/line1/cell-1.png"}).json()[
-        "model_version"
-    ] == "v1"
+    assert (
+        world.client.post("/predict", json={"image_url": "s3://scans/line1/cell-1.png"}).json()["model_version"] == "v1"
+    )
 
 
 def test_rollback_to_an_unknown_version_is_a_404(world: World) -> None:

@@ -24,16 +24,18 @@ async def list_checkpoints(services: ServicesDep) -> list[CheckpointInfo]:
     return await asyncio.to_thread(services.catalog.checkpoints)
 
 
-@router.post("/checkpoints/{version}/rollback", response_model=CheckpointInfo, responses=errors(401, 404, 503))
+@router.post("/checkpoints/{version}/rollback", response_model=CheckpointInfo, responses=errors(401, 404, 409, 503))
 async def rollback(version: Version, services: ServicesDep, _: ApiKeyDep) -> CheckpointInfo:
     """Make `version` current again and broadcast it, so every consumer and facade serves it."""
     from consumers.retrain.updates import rollback_update
 
-    known = await asyncio.to_thread(services.catalog.checkpoints)
-    previous = next((c.version for c in known if c.current), None)
-    if version not in {c.version for c in known}:
+    known = {c.version: c for c in await asyncio.to_thread(services.catalog.checkpoints)}
+    if version not in known:
         raise ApiError(404, "checkpoint_not_found", f"no version {version} in the registry")
-    info = await asyncio.to_thread(services.catalog.rollback, version)
+    if known[version].current:
+        raise ApiError(409, "already_current", f"{version} is already the current version")
+    previous = await asyncio.to_thread(services.catalog.rollback, version)
+    info = known[version].model_copy(update={"current": True})
     update = rollback_update(version, previous, info.threshold, info.validation_error, info.anomaly_error)
     await services.publisher.publish(services.settings.topic_model_updates, MODEL_UPDATE_KEY, update.to_json())
     await services.model.load(version)  # this process serves it now, without waiting for the broadcast
