@@ -58,3 +58,9 @@ class RegistryConflict(RegistryError):  # noqa: N818 - the name the architecture
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retriable=True)
+
+
+class BlobNotFound(RegistryError):  # noqa: N818 - mirrors KeyError/FileNotFoundError
+    """A `BlobStore` has no object under the key asked for."""
+
+    code = "blob_not_found"
