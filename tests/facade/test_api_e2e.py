@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,11 +189,18 @@ def test_the_same_scan_scores_the_same_by_path_and_s3_url(facade: Facade) -> Non
     assert by_s3 == by_path
 
 
-def bomb_png() -> bytes:
-    """A PNG that decodes to 30,000 x 30,000 pixels from a few hundred kilobytes."""
-    buffer = io.BytesIO()
-    Image.new("L", (30_000, 30_000), 0).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+def bomb_png(side: int = 10_000) -> bytes:
+    """A real decompression bomb: a valid 8-bit PNG of side x side black pixels (100 M, over the 64 M limit),
+    a few hundred kilobytes compressed, built row by row so the test never holds it decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(1)
+    row = b"\x00" * (side + 1)  # filter byte + pixels
+    body = b"".join(compressor.compress(row * 100) for _ in range(side // 100)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 def test_hostile_inputs_get_their_expected_status_and_code(facade: Facade) -> None:
