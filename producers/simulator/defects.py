@@ -23,7 +23,7 @@ SIZES: dict[DefectType, dict[Severity, float]] = {
     "crack": {"low": 14.0, "medium": 22.0, "high": 36.0},  # length
     "delamination": {"low": 1.0, "medium": 1.6, "high": 2.4},  # opening of the gap
     "can_dent": {"low": 1.6, "medium": 2.6, "high": 4.0},  # depth
-    "core_collapse": {"low": 2.0, "medium": 3.2, "high": 5.0},  # intrusion into the core
+    "core_collapse": {"low": 2.0, "medium": 3.0, "high": 4.2},  # intrusion into the core
     "electrode_gap": {"low": 18.0, "medium": 30.0, "high": 55.0},  # arc length of the missing cathode
 }
 CONTRAST: dict[Severity, float] = {"low": 0.65, "medium": 0.85, "high": 1.0}
@@ -111,13 +111,13 @@ def _fold(c: Context) -> Alteration:
 def _crack(c: Context) -> Alteration:
     radius, angle = c.depth_radius(), c.defect.angle
     x0, y0 = radius * np.cos(angle), radius * np.sin(angle)
-    heading = angle + c.rng.choice([0.0, np.pi]) + c.rng.normal(0, 0.4)  # mostly across the layers
+    heading = angle + c.rng.choice([0.0, np.pi]) + c.rng.normal(0, 0.3)  # mostly across the layers
     segments = 7
     step = c.nominal / segments
-    width = {"low": 1.2, "medium": 1.6, "high": 2.2}[c.defect.severity] * c.px
+    width = {"low": 1.4, "medium": 1.7, "high": 2.2}[c.defect.severity] * c.px
     distance = np.full_like(c.coords.r, np.inf)
     for _ in range(segments):
-        heading += c.rng.normal(0, 0.35)
+        heading += c.rng.normal(0, 0.2)
         x1, y1 = x0 + step * np.cos(heading), y0 + step * np.sin(heading)
         dx, dy = x1 - x0, y1 - y0
         t = np.clip(((c.coords.x - x0) * dx + (c.coords.y - y0) * dy) / (dx * dx + dy * dy), 0, 1)
@@ -146,7 +146,8 @@ def _delamination(c: Context) -> Alteration:
 def _can_dent(c: Context) -> Alteration:
     cell, angle = c.cell, c.defect.angle
     arc = wrap_angle(c.coords.theta - angle) * cell.radius
-    half_arc = c.rng.uniform(10.0, 16.0) * c.px * c.defect.scale
+    half_arc = {"low": 8.0, "medium": 12.0, "high": 17.0}[c.defect.severity] * c.px * c.defect.scale
+    half_arc *= c.rng.uniform(0.85, 1.15)
     depth = c.nominal * _raised_cosine(arc, half_arc)
     reach = 2.5 * cell.pitch  # the outer turns give way under the dent
     inside = np.clip(1 - (c.inner_wall - c.coords.r) / reach, 0, 1)
@@ -158,9 +159,11 @@ def _core_collapse(c: Context) -> Alteration:
     cell, angle = c.cell, c.defect.angle
     reach = {"low": 3, "medium": 4, "high": 5}[c.defect.severity] * cell.pitch
     beyond = np.clip(1 - (c.coords.r - cell.core_radius) / reach, 0, 1)
-    half_angle = c.rng.uniform(0.5, 0.8)
+    half_angle = c.rng.uniform(0.3, 0.45) * c.defect.scale
+    # the inner turns buckle into the hollow core in one or two lobes
     lobe = np.exp(-((wrap_angle(c.coords.theta - angle) / half_angle) ** 2))
-    second = 0.5 * np.exp(-((wrap_angle(c.coords.theta - angle - c.rng.uniform(1.0, 2.0)) / half_angle) ** 2))
+    second_at = angle + c.rng.choice([-1.0, 1.0]) * c.rng.uniform(0.7, 1.1)
+    second = 0.4 * np.exp(-((wrap_angle(c.coords.theta - second_at) / (0.7 * half_angle)) ** 2))
     return Alteration(radius=c.coords.r + c.nominal * (lobe + second) * beyond)
 
 
@@ -172,7 +175,9 @@ def _electrode_gap(c: Context) -> Alteration:
     arc = wrap_angle(c.coords.theta - angle) * c.coords.r
     window = np.clip((c.nominal / 2 - np.abs(arc)) / (1.5 * c.px) + 0.5, 0, 1)
     cover = cathode * window * (np.floor(s) == turn)
-    return Alteration(weight=cover * c.contrast, value=cell.materials.separator)
+    # the missing coating leaves electrolyte, darker than the separator's polymer
+    gap = 0.5 * (cell.materials.separator + cell.materials.core)
+    return Alteration(weight=cover * c.contrast, value=gap)
 
 
 DEFECTS: dict[DefectType, Callable[[Context], Alteration]] = {

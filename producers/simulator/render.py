@@ -30,8 +30,9 @@ def _defective(spec: SliceSpec, coords: CellCoordinates) -> Array:
 
 def _mask(normal: Array, defective: Array) -> npt.NDArray[np.uint8]:
     changed = np.abs(defective - normal) > MASK_THRESHOLD
-    # a displaced layer leaves unchanged pixels where old and new material agree: close those holes
-    closed = ndimage.binary_fill_holes(ndimage.binary_closing(changed, iterations=2)) | changed
+    # a displaced layer leaves unchanged pixels where old and new material agree: close those gaps
+    # (no hole filling: a collapsing core or a dent would enclose pixels that did not change)
+    closed = ndimage.binary_closing(changed, iterations=2) | changed
     return np.asarray(closed, dtype=np.uint8) * 255
 
 
