@@ -1,15 +1,95 @@
-"""`battery-ct upload` (placeholder until its issue lands: the owner replaces this module)."""
+"""`battery-ct upload`: put scan files in the scans bucket and announce each with a ScanEvent."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("upload", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "upload",
+        help="upload CT slices to the scans bucket and publish a ScanEvent for each",
+        description=(
+            "Upload image files (PNG, TIFF, JPEG; a directory is searched recursively) to the scans bucket "
+            "(BATTERY_CT_BUCKET_SCANS) as <scan_id><ext>, then publish a ScanEvent keyed by the scan id to the "
+            "scans topic, which the inference consumer answers with a verdict. Every file is decoded first: a "
+            "file that is not a usable image is refused with the reason and the others are still uploaded. "
+            "Prints one JSON line per uploaded file on stdout (path, scan_id, image_url); problems go to "
+            "stderr. Exit status: 0 all uploaded, 1 some refused or failed, 2 nothing could be done."
+        ),
+    )
+    parser.add_argument("paths", type=Path, nargs="+", metavar="FILE", help="image files or directories")
+    parser.add_argument(
+        "--scan-id-prefix",
+        default="",
+        metavar="PREFIX",
+        help="prepended to every scan id, e.g. 'line1/' (scan id: <prefix><file stem>-<8 hex of its SHA-256>)",
+    )
+    parser.add_argument(
+        "--no-event",
+        action="store_true",
+        help="only upload; a MinIO bucket notification on the scans bucket already announces new objects",
+    )
     parser.set_defaults(handler=_run)
 
 
+def expand(paths: list[Path]) -> list[Path]:
+    from model_core.imaging import iter_image_files
+
+    files: list[Path] = []
+    for path in paths:
+        files.extend(iter_image_files(path) if path.is_dir() else [path])
+    return files
+
+
 def _run(args: argparse.Namespace) -> int:
-    raise SystemExit("battery-ct upload is not available yet")
+    from schemas.settings import Settings
+
+    files = expand(args.paths)
+    if not files:
+        print("error: no image files found", file=sys.stderr)
+        return 2
+    return asyncio.run(upload_files(Settings(), files, prefix=args.scan_id_prefix, events=not args.no_event))
+
+
+async def upload_files(settings: Any, files: list[Path], *, prefix: str = "", events: bool = True) -> int:
+    from producers.uploader import Uploader, UploadRefused, scan_id_for
+
+    uploader = Uploader(settings, publish_events=events)
+    try:
+        await uploader.start()
+    except Exception as exc:  # the endpoint or broker is down: nothing can be uploaded
+        await uploader.stop()
+        print(f"error: cannot reach the S3 endpoint or Kafka broker: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    try:
+        for number, path in enumerate(files, start=1):
+            try:
+                size = path.stat().st_size
+                if size > settings.max_object_bytes:
+                    raise UploadRefused(f"{size} bytes is more than {settings.max_object_bytes}", code="too_large")
+                data = path.read_bytes()
+                event = await uploader.upload(data, scan_id_for(path.name, data, prefix=prefix), path.suffix)
+            except (UploadRefused, OSError) as exc:
+                failed += 1
+                print(f"refused {path}: {exc}", file=sys.stderr)
+                continue
+            except Exception as exc:  # S3 or Kafka failed for this file: report it, try the rest
+                failed += 1
+                print(f"failed {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            line = {"path": str(path), "scan_id": event.scan_id, "image_url": event.image_url}
+            print(json.dumps(line), flush=True)
+            if len(files) > 1:
+                print(f"[{number}/{len(files)}] {path.name}", file=sys.stderr)
+    finally:
+        await uploader.stop()
+    if failed:
+        print(f"{len(files) - failed} of {len(files)} files uploaded, {failed} refused or failed", file=sys.stderr)
+    return 1 if failed else 0
