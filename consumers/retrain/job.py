@@ -30,6 +30,7 @@ from model_core.training import EpochProgress, TrainedDetector, TrainingConfig, 
 log = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 3  # fewer trusted scans than this: the gate uses train_detector's own validation split
+MAX_REFERENCE = 64  # normal scans the gate and a re-evaluation score (enough for a mean and a quantile)
 
 ImageLoader = Callable[[list[ManifestEntry], int], np.ndarray]
 
@@ -122,7 +123,8 @@ class RetrainJob:
             published = self._registry.publish(directory)
             if gate.promote:
                 self._registry.promote(published)
-                self._serving = self._loader(directory)
+                self._serving = None  # load what the registry serves now, under its registry version
+                self.current()
             else:
                 self._registry.mark_rejected(published, gate.reason)
         finally:
@@ -162,7 +164,7 @@ class RetrainJob:
 
     def _reevaluate(self, plan: BatchPlan, parent: Detector) -> TrainedDetector:
         """The current model with errors and threshold recomputed for the grown anomaly set."""
-        normal = self._images(plan.holdout, parent.image_size)
+        normal = self._images(plan.holdout[:MAX_REFERENCE], parent.image_size)
         defects = self._images(plan.defects, parent.image_size)
         scored = score_set(parent.core, normal, defects)
         decision = calibrate(scored.normal_scores, scored.defect_scores, self._warm_config.threshold)
@@ -183,7 +185,7 @@ class RetrainJob:
             return decide(candidate.metrics, candidate.parent_metrics, self._tolerance)
         # Scans of this batch may be wrong (a poisoned batch): judge both models on scans the
         # candidate never saw and that earlier, accepted batches vouched for.
-        normal = self._images(plan.holdout, parent.image_size)
+        normal = self._images(plan.holdout[:MAX_REFERENCE], parent.image_size)
         defects = self._images(plan.defects, parent.image_size) if plan.defects else None
         theirs = _metrics(parent, normal, defects, parent.threshold)
         ours = metrics_at(score_set(candidate.core, normal, defects), candidate.threshold.threshold)

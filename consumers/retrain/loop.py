@@ -45,7 +45,7 @@ class LoopConfig:
     topic_model_updates: str
     topic_dead_letter: str
     consumer_name: str
-    replay_factor: float = 4.0
+    replay_factor: float = 2.0
 
 
 @dataclass

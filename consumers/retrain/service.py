@@ -93,7 +93,7 @@ class RetrainService:
         registry: CollectorRegistry | None = None,
         stop: asyncio.Event | None = None,
         training: tuple[TrainingConfig, TrainingConfig] | None = None,
-        replay_factor: float = 4.0,
+        replay_factor: float = 2.0,
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
