@@ -264,13 +264,15 @@ class Registry:
 
     def publish(self, checkpoint_dir: Path, status: VersionStatus = "candidate", *, reason: str | None = None) -> str:
         """Upload a verified checkpoint as a new immutable version and return its id. The same
-        content published again returns the version it already has (its status unchanged)."""
+        content published again returns the version it already has (promoted if asked to)."""
         metadata = verify_checkpoint(Path(checkpoint_dir))
         with self._writing():
             digest = metadata.content_hash
             same = [v for v in self.versions() if v.endswith(digest[:8]) and self.metadata(v).content_hash == digest]
             if same:
                 log.info("checkpoint %s is already published as %s", checkpoint_dir, same[0])
+                if status == "promoted" and self.current_version() != same[0]:
+                    self._set_current(same[0])
                 return same[0]
             version = registry_version(self._next_sequence(), metadata.content_hash)
             if self.store.exists(f"versions/{version}/{METADATA_FILE}"):
