@@ -35,6 +35,11 @@ class PatchMemoryConfig(BaseModel):
     stride: int = Field(4, ge=1, description="Step between patches")
     band: int = Field(1, ge=0, description="Neighbouring patch rows a patch is compared with")
     bank_per_row: int = Field(1500, ge=16, description="Normal patches kept per patch row")
+    denoise: float = Field(
+        1.0,
+        ge=0,
+        description="Gaussian sigma (pixels) applied before unwrapping: CT noise is white, structures are not",
+    )
     sampling: Literal["coreset", "random"] = Field(
         "coreset",
         description="How the memory is thinned: greedy k-centre coreset (keeps rare normal patterns) or random",
@@ -57,6 +62,8 @@ class PatchMemoryConfig(BaseModel):
 def polar_view(image: np.ndarray, config: PatchMemoryConfig) -> tuple[np.ndarray, CanGeometry]:
     """The slice unwrapped around its own can."""
     geometry = find_can(image)
+    if config.denoise > 0:
+        image = ndimage.gaussian_filter(image.astype(np.float32), sigma=config.denoise)
     return unwrap(image, geometry, config.grid), geometry
 
 
