@@ -64,9 +64,9 @@ def simulated_pngs(count: int, size: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
-        image = np.asarray(random_normal_slice(rng, size=size), dtype=np.float64)
+        image, _mask = random_normal_slice(rng, size)
         buffer = io.BytesIO()
-        Image.fromarray((np.clip(image, 0, 1) * 65535).astype(np.uint16)).save(buffer, format="PNG")
+        Image.fromarray(np.asarray(image, dtype=np.uint16)).save(buffer, format="PNG")
         out.append(buffer.getvalue())
     return out
 
@@ -74,7 +74,6 @@ def simulated_pngs(count: int, size: int, seed: int) -> list[bytes]:
 def quick_checkpoint(size: int, work: Path, seed: int) -> Path:
     """A detector trained for a few epochs: its accuracy is irrelevant here, its cost is the real one."""
     from model_core.imaging import decode_image, preprocess
-
     from model_core.training import train_detector
 
     slices = [
@@ -159,7 +158,8 @@ def events_for(settings: Settings, keys: list[str]) -> list[ScanEvent]:
     ]
 
 
-async def pipeline(settings: Settings, source: CheckpointSource, keys: list[str]) -> tuple[float, list[float]]:
+async def pipeline(settings: Settings, source: CheckpointSource, keys: list[str]) -> tuple[float, list[float], float]:
+    """(scans per second, event-to-verdict latencies in ms, fraction of the time the model was busy)."""
     from consumers.inference.service import InferenceService
 
     service = InferenceService(settings, source=source)
@@ -169,16 +169,23 @@ async def pipeline(settings: Settings, source: CheckpointSource, keys: list[str]
         await publish(settings, events_for(settings, keys[:1]))
         await read_verdicts(settings, 1, within_s=300)
         events = events_for(settings, keys[1:])
+        model_s_before = model_seconds(service)
         started = time.time()
         await publish(settings, events)
         arrived = await read_verdicts(settings, len(keys), within_s=1800)
+        busy_s = model_seconds(service) - model_s_before
     finally:
         service.stop.set()
         await task
     timed = [(at, v) for at, v in arrived if v.scan_id != events_for(settings, keys[:1])[0].scan_id]
     elapsed = max(at for at, _ in timed) - started
     latencies = [(at - v.event_time.timestamp()) * 1000 for at, v in timed if v.event_time is not None]
-    return len(timed) / elapsed, latencies
+    return len(timed) / elapsed, latencies, busy_s / elapsed
+
+
+def model_seconds(service: Any) -> float:
+    value = service.registry.get_sample_value("battery_ct_stage_seconds_sum", {"stage": "model"})
+    return float(value or 0.0)
 
 
 async def naive(settings: Settings, store: Any, detector: Any, keys: list[str]) -> float:
@@ -202,11 +209,10 @@ async def naive(settings: Settings, store: Any, detector: Any, keys: list[str]) 
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from model_core.imaging import decode_image, preprocess
-    from storage.object_store import ObjectStore
-
     from consumers.runtime.topics import TopicSpec, ensure_topics, standard_topics
     from model_core.detector import Detector
+    from model_core.imaging import decode_image, preprocess
+    from storage.object_store import ObjectStore
 
     tag = uuid.uuid4().hex[:8]
     settings = Settings().model_copy(
@@ -251,7 +257,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bare = bare_model(detector, images, args.batch_size)
 
         log.info("pipeline")
-        pipeline_rate, latencies = await pipeline(settings, CheckpointSource(checkpoint, detector.version), keys)
+        pipeline_rate, latencies, model_busy = await pipeline(
+            settings, CheckpointSource(checkpoint, detector.version), keys
+        )
 
         log.info("naive loop")
         naive_rate = await naive(settings, store, detector, keys[: args.naive_scans])
@@ -262,6 +270,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": round(float(np.percentile(latencies, 50)), 1),
             "p99_ms": round(float(np.percentile(latencies, 99)), 1),
             "naive_scans_per_s": round(naive_rate, 2),
+            "model_busy_fraction": round(model_busy, 3),
             "scans": args.scans,
             "naive_scans": min(args.naive_scans, args.scans),
             "image_size": detector.image_size,
