@@ -82,7 +82,14 @@ class TrainedDetector:
     def anomaly_error(self) -> float | None:
         return self.metrics.anomaly_error
 
-    def save(self, checkpoint_dir: Path, *, version: str | None = None, sample_ids: Sequence[str] = ()) -> Path:
+    def save(
+        self,
+        checkpoint_dir: Path,
+        *,
+        version: str | None = None,
+        sample_ids: Sequence[str] = (),
+        n_defect: int = 0,
+    ) -> Path:
         """Write the model files and `metadata.json` (with every file's hash) to `checkpoint_dir`."""
         from model_core.checkpoint import CheckpointMetadata, write_metadata
 
@@ -104,7 +111,9 @@ class TrainedDetector:
                 "training_seconds": self.training_seconds,
             },
             sample_ids=list(sample_ids),
+            n_defect=n_defect,
             image_size=self.core.image_size,
+            extra={"detector": self.core.spec.model_dump(mode="json")},
         )
         write_metadata(checkpoint_dir, metadata)
         return checkpoint_dir
