@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     down = actions.add_parser(
         "down",
         help="stop exactly the processes `up` started, and wait for them",
-        description="Stop the broker and S3 server started by `up` (by their recorded PIDs) and wait until they exit.",
+        description="Stop the Kafka broker and S3 server that `up` started (by recorded PID); wait until they exit.",
     )
     down.add_argument("--purge", action="store_true", help="also delete the broker's data and the logs")
     down.set_defaults(handler=_down)
@@ -77,9 +77,8 @@ def _up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _err("interrupted: stopped what was being started")
         return 130
-    _err(
-        f"ready in {time.monotonic() - began:.1f} s: kafka at {infra.state.kafka.endpoint}, s3 at {infra.state.s3.endpoint}"
-    )
+    kafka, s3 = infra.state.kafka.endpoint, infra.state.s3.endpoint
+    _err(f"ready in {time.monotonic() - began:.1f} s: kafka at {kafka}, s3 at {s3}")
     for record in infra.state.services():
         if record.log is not None:
             _err(f"  {record.name} log: {record.log}")
