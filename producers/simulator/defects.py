@@ -19,7 +19,7 @@ from producers.simulator.spec import CellSpec, DefectSpec, DefectType, Severity
 SIZES: dict[DefectType, dict[Severity, float]] = {
     "pore": {"low": 3.6, "medium": 5.6, "high": 9.0},  # radius
     "inclusion": {"low": 1.8, "medium": 2.5, "high": 3.6},  # radius
-    "fold": {"low": 1.3, "medium": 2.0, "high": 3.0},  # displacement of the layers
+    "fold": {"low": 1.6, "medium": 2.4, "high": 3.5},  # displacement of the layers
     "crack": {"low": 14.0, "medium": 22.0, "high": 36.0},  # length
     "delamination": {"low": 1.0, "medium": 1.6, "high": 2.4},  # opening of the gap
     "can_dent": {"low": 1.6, "medium": 2.6, "high": 4.0},  # depth
@@ -102,9 +102,11 @@ def _fold(c: Context) -> Alteration:
     radius, angle = c.depth_radius(), c.defect.angle
     turns = {"low": 3, "medium": 4, "high": 6}[c.defect.severity] * c.cell.pitch
     arc = wrap_angle(c.coords.theta - angle) * radius
-    half_arc = c.rng.uniform(5.0, 8.0) * c.px * c.defect.scale
+    half_arc = c.rng.uniform(6.0, 9.0) * c.px * c.defect.scale
     sign = c.rng.choice([-1.0, 1.0])
-    shift = sign * c.nominal * np.exp(-((arc / half_arc) ** 2)) * _raised_cosine(c.coords.r - radius, turns)
+    # buckled electrodes kink: a V across a few turns, sharpest at its tip (as in the real im_2)
+    kink = np.clip(1 - np.abs(arc) / half_arc, 0, 1) ** 1.5
+    shift = sign * c.nominal * kink * _raised_cosine(c.coords.r - radius, turns)
     return Alteration(radius=c.coords.r - shift)
 
 

@@ -61,9 +61,11 @@ def phantom(cell: CellSpec, coords: CellCoordinates, r: Array | None = None) -> 
     s = winding_coordinate(cell, radius, theta)
     cathode, anode = electrode_layers(cell, s)
     roll = m.separator + (m.cathode - m.separator) * cathode + (m.anode - m.separator) * anode
-    wound = (s >= 0) & (s <= turn_count(cell))
-    image = np.where(wound, roll, m.separator)
-    image = np.where((radius < cell.core_radius) | (s < 0), m.core, image)
+    # soft (one-pixel) edges at both ends of the winding and around the core, against jagged steps
+    unwound = np.clip((s - turn_count(cell)) * cell.pitch + 0.5, 0.0, 1.0)
+    image = roll + (m.separator - roll) * unwound
+    hollow = np.clip(np.maximum(cell.core_radius - radius, -s * cell.pitch) + 0.5, 0.0, 1.0)
+    image = image + (m.core - image) * hollow
     if cell.mandrel:
         ring = np.clip(1.0 - np.abs(radius - 0.75 * cell.core_radius), 0.0, 1.0)
         image = image + (m.mandrel - image) * ring

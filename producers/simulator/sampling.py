@@ -33,8 +33,8 @@ def random_materials(rng: np.random.Generator) -> Materials:
     # the dense cathode dominates: one bright band per turn, as in the real slices
     anode = separator + rng.uniform(0.02, 0.1)
     return Materials(
-        background=rng.uniform(0.0, 0.04),
-        core=rng.uniform(0.02, 0.07),
+        background=rng.uniform(0.0, 0.06),
+        core=rng.uniform(0.02, 0.12),
         separator=separator,
         anode=anode,
         cathode=anode + rng.uniform(0.12, 0.35),
