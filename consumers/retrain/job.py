@@ -13,6 +13,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,23 @@ class WritableRegistry(Protocol):
 
     def promote(self, version: str) -> None: ...
 
-    def mark_rejected(self, version: str, reason: str) -> None: ...
+    def mark_rejected(self, version: str, reason: str | None = None) -> None: ...
+
+    def writer(self) -> AbstractContextManager[object]: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained (or re-evaluated) model saved locally, with the gate's verdict on it."""
+
+    directory: Path
+    gate: GateDecision
+    parent: str | None
+    threshold: float
+    validation_error: float | None
+    anomaly_error: float | None
+    trained: bool
+    started: float
 
 
 @dataclass(frozen=True)
@@ -106,43 +123,72 @@ class RetrainJob:
             self._serving = self._loader(self._registry.fetch(version, dest))
         return self._serving
 
+    def clean(self) -> None:
+        """Remove candidates a crashed run left behind (never published, or published already)."""
+        shutil.rmtree(self._work_dir / "candidates", ignore_errors=True)
+
     def run(self, plan: BatchPlan, batch_id: str) -> JobResult:
+        return self.commit(self.build(plan, batch_id))
+
+    def build(self, plan: BatchPlan, batch_id: str) -> Candidate:
+        """Train (or re-evaluate), gate and save the candidate locally; nothing is published yet."""
         started = time.monotonic()
         parent = self.current()
         if plan.action == "train":
-            candidate = self._train(plan, parent)
+            trained = self._train(plan, parent)
         elif plan.action == "reevaluate" and parent is not None:
-            candidate = self._reevaluate(plan, parent)
+            trained = self._reevaluate(plan, parent)
         else:
             raise ValueError(f"nothing to run for a {plan.action!r} plan")
-        gate = self._gate(plan, candidate, parent)
-        version = new_version(batch_id)
-        directory = self._work_dir / "candidates" / version
-        try:
-            candidate.save(directory, version=version, sample_ids=[e.sha256 for e in plan.train])
-            published = self._registry.publish(directory)
+        gate = self._gate(plan, trained, parent)
+        label = new_version(batch_id)
+        directory = self._work_dir / "candidates" / label
+        shutil.rmtree(directory, ignore_errors=True)
+        trained.save(directory, version=label, sample_ids=[e.sha256 for e in plan.train])
+        return Candidate(
+            directory=directory,
+            gate=gate,
+            parent=parent.version if parent is not None else None,
+            threshold=trained.threshold.threshold,
+            validation_error=trained.validation_error,
+            anomaly_error=trained.anomaly_error,
+            trained=plan.action == "train",
+            started=started,
+        )
+
+    def commit(self, candidate: Candidate) -> JobResult:
+        """Publish the candidate and promote or reject it, holding the registry's writer lease.
+
+        Safe to call again after a transient failure: publishing the same content returns the
+        version it already has, and promoting or rejecting twice changes nothing.
+        """
+        gate = candidate.gate
+        with self._registry.writer():
+            version = self._registry.publish(candidate.directory)
+            if gate.promote and self._registry.current_version() != candidate.parent:
+                # An operator rolled back while this candidate trained: it was judged against a
+                # model that no longer serves, and must not undo the rollback.
+                gate = GateDecision(promote=False, reason="the current model changed during training (a rollback)")
             if gate.promote:
-                self._registry.promote(published)
-                self._serving = None  # load what the registry serves now, under its registry version
-                self.current()
+                self._registry.promote(version)
             else:
-                self._registry.mark_rejected(published, gate.reason)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        current = self._serving
-        assert current is not None or not gate.promote
+                self._registry.mark_rejected(version, gate.reason)
+        shutil.rmtree(candidate.directory, ignore_errors=True)
+        current = self.current()  # what the registry serves now, under its registry version
+        if current is None:
+            raise RuntimeError("the registry has no current version after a promotion")
         return JobResult(
             status="promoted" if gate.promote else "rejected",
-            version=published,
-            parent=parent.version if parent is not None else None,
-            current_version=current.version if current is not None else published,
-            current_threshold=current.threshold if current is not None else candidate.threshold.threshold,
-            candidate_threshold=candidate.threshold.threshold,
+            version=version,
+            parent=candidate.parent,
+            current_version=current.version,
+            current_threshold=current.threshold,
+            candidate_threshold=candidate.threshold,
             new_validation_error=candidate.validation_error,
             new_anomaly_error=candidate.anomaly_error,
             reason=gate.reason,
-            trained=plan.action == "train",
-            seconds=time.monotonic() - started,
+            trained=candidate.trained,
+            seconds=time.monotonic() - candidate.started,
         )
 
     def _train(self, plan: BatchPlan, parent: Detector | None) -> TrainedDetector:

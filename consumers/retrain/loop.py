@@ -183,8 +183,15 @@ class RetrainLoop:
         started = time.monotonic()
         try:
             # Blocking TensorFlow work: a worker thread, so the consumer keeps heartbeating.
+            candidate = await retry_transient(
+                lambda: asyncio.to_thread(self._job.build, plan, batch_id), what="the retrain job", stop=self._stop
+            )
+            # Publishing is idempotent (same content, same version): only this part is retried
+            # while the object store is down or another writer holds the registry's lease.
             result = await retry_transient(
-                lambda: asyncio.to_thread(self._job.run, plan, batch_id), what="the retrain job", stop=self._stop
+                lambda: asyncio.to_thread(self._job.commit, candidate),
+                what="publishing the checkpoint",
+                stop=self._stop,
             )
         except Abandoned:
             raise

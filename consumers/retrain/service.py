@@ -68,7 +68,8 @@ def s3_registry(store: ObjectStore, settings: Settings) -> WritableRegistry:
     from model_core.registry import Registry
     from storage.registry_store import S3BlobStore
 
-    registry: WritableRegistry = Registry(S3BlobStore(store, settings.bucket_models))
+    owner = f"retrain-{instance_id(settings)}"  # a restarted instance takes its own lease back at once
+    registry: WritableRegistry = Registry(S3BlobStore(store, settings.bucket_models), owner=owner)
     return registry
 
 
@@ -147,6 +148,7 @@ class RetrainService:
             tolerance=settings.promotion_tolerance,
             progress=_log_progress,
         )
+        job.clean()
         current = await retry_transient(
             lambda: asyncio.to_thread(job.current), what="loading the current model", stop=self.stop
         )

@@ -59,18 +59,3 @@ def unchanged_update(
         job_ids=job_ids,
         reason="the dataset already held these scans: nothing to retrain",
     )
-
-
-def rollback_update(
-    version: str, previous: str | None, threshold: float, validation_error: float | None, anomaly_error: float | None
-) -> ModelUpdate:
-    return ModelUpdate(
-        status="rolled_back",
-        version=version,
-        parent=previous,
-        current_version=version,
-        threshold=threshold,
-        new_validation_error=validation_error,
-        new_anomaly_error=anomaly_error,
-        reason=f"rolled back from {previous}" if previous else "rolled back",
-    )

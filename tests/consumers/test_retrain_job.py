@@ -1,21 +1,22 @@
-"""The retrain job with tiny real models (64 px): bootstrap, warm start, re-evaluation, a poisoned
-batch rejected by the gate. The registry is a directory-backed stand-in at the registry boundary."""
+"""The retrain job with tiny real models (64 px) and the real registry on a local blob store:
+bootstrap, re-evaluation, warm start, a poisoned batch rejected by the gate, a rollback during
+training, a second writer."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
-from consumers.retrain.job import RetrainJob
+from consumers.retrain.job import JobResult, RetrainJob
 from consumers.retrain.manifest import DatasetManifest, ManifestEntry, NewScan, add_scan, settle_batch
 from consumers.retrain.plan import plan_batch
-from model_core.checkpoint import METADATA_FILE, verify_checkpoint
+from model_core.errors import RegistryConflict
 from model_core.network import NetworkConfig
+from model_core.registry import LocalBlobStore, Registry
 from model_core.scoring import PatchMemoryConfig
 from model_core.training import TrainingConfig
 
@@ -41,46 +42,19 @@ def spiral(rng: np.random.Generator, pores: int = 0) -> np.ndarray:
     return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
 
 
-class DirectoryRegistry:
-    """Publish copies a verified checkpoint under a new version; promote moves the pointer."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.pointer: str | None = None
-        self.rejected: dict[str, str] = {}
-        self.published: list[str] = []
-
-    def current_version(self) -> str | None:
-        return self.pointer
-
-    def publish(self, checkpoint_dir: Path) -> str:
-        verify_checkpoint(checkpoint_dir)
-        version = f"v{len(self.published) + 1:04d}"
-        shutil.copytree(checkpoint_dir, self.root / version)
-        metadata = json.loads((self.root / version / METADATA_FILE).read_text())
-        metadata["version"] = version
-        (self.root / version / METADATA_FILE).write_text(json.dumps(metadata))
-        self.published.append(version)
-        return version
-
-    def fetch(self, version: str, dest: Path) -> Path:
-        shutil.copytree(self.root / version, dest)
-        return dest
-
-    def promote(self, version: str) -> None:
-        self.pointer = version
-
-    def mark_rejected(self, version: str, reason: str) -> None:
-        self.rejected[version] = reason
-
-
 class Data:
     """A manifest and the images behind it, grown batch by batch like the service does."""
+
+    images: ClassVar[dict[str, np.ndarray]] = {}  # shared by every Data of the module: images by content hash
+
+    @classmethod
+    def load_into(cls, entries: list[ManifestEntry], size: int) -> np.ndarray:
+        assert size == SIZE
+        return np.stack([cls.images[e.sha256] for e in entries]) if entries else np.empty((0, SIZE, SIZE))
 
     def __init__(self) -> None:
         self.rng = np.random.default_rng(1)
         self.manifest = DatasetManifest()
-        self.images: dict[str, np.ndarray] = {}
         self.offset = 0
 
     def accept(self, count: int, label: str, *, pores: int = 0) -> set[str]:
@@ -95,10 +69,6 @@ class Data:
             changed.add(sha)
         return changed
 
-    def load(self, entries: list[ManifestEntry], size: int) -> np.ndarray:
-        assert size == SIZE
-        return np.stack([self.images[e.sha256] for e in entries]) if entries else np.empty((0, SIZE, SIZE))
-
 
 @pytest.fixture
 def tiny() -> TrainingConfig:
@@ -110,43 +80,80 @@ def tiny() -> TrainingConfig:
     )
 
 
-def test_bootstrap_warm_start_reevaluation_and_a_poisoned_batch(tmp_path: Path, tiny: TrainingConfig) -> None:
-    data = Data()
-    registry = DirectoryRegistry(tmp_path / "registry")
-    registry.root.mkdir()
-    job = RetrainJob(registry, data.load, tmp_path / "work", bootstrap_config=tiny, warm_config=tiny, tolerance=0.05)
+@pytest.fixture
+def setup(tmp_path: Path, tiny: TrainingConfig) -> tuple[Data, Registry, RetrainJob]:
+    registry = Registry(LocalBlobStore(tmp_path / "registry"), owner="retrain-test")
+    job = RetrainJob(
+        registry, Data.load_into, tmp_path / "work", bootstrap_config=tiny, warm_config=tiny, tolerance=0.05
+    )
+    return Data(), registry, job
 
-    def run(changed: set[str], has_model: bool) -> object:
-        plan = plan_batch(data.manifest, changed, has_model=has_model, replay_factor=2)
-        result = job.run(plan, "batch")
-        data.manifest = settle_batch(data.manifest, changed, result.version, rejected=result.status == "rejected")
-        return result
+
+def run(data: Data, job: RetrainJob, changed: set[str], *, has_model: bool = True) -> JobResult:
+    plan = plan_batch(data.manifest, changed, has_model=has_model, replay_factor=2)
+    result = job.run(plan, "batch")
+    data.manifest = settle_batch(data.manifest, changed, result.version, rejected=result.status == "rejected")
+    return result
+
+
+def test_bootstrap_reevaluation_warm_start_and_a_poisoned_batch(
+    tmp_path: Path, setup: tuple[Data, Registry, RetrainJob]
+) -> None:
+    data, registry, job = setup
 
     # An empty registry: the first normal scans train the initial model.
-    first = run(data.accept(24, "normal"), has_model=False)
-    assert first.status == "promoted" and first.trained and first.parent is None  # type: ignore[attr-defined]
-    assert registry.current_version() == first.version == "v0001"  # type: ignore[attr-defined]
+    first = run(data, job, data.accept(24, "normal"), has_model=False)
+    assert first.status == "promoted" and first.trained and first.parent is None
+    assert registry.current_version() == first.version == first.current_version
+    assert first.version.startswith("v0001-")
     current = job.current()
-    assert current is not None and current.version == "v0001"  # the registry's version, not the provisional one
+    assert current is not None and current.version == first.version  # the registry's name, not the label
+    assert first.current_threshold == current.threshold
 
     # Defects only: no training, errors and threshold re-evaluated, a new version broadcast.
-    second = run(data.accept(8, "defect", pores=1), has_model=True)
-    assert second.status == "promoted" and not second.trained  # type: ignore[attr-defined]
-    assert second.parent == "v0001" and second.new_anomaly_error is not None  # type: ignore[attr-defined]
-    assert registry.current_version() == second.version  # type: ignore[attr-defined]
+    second = run(data, job, data.accept(8, "defect", pores=1))
+    assert second.status == "promoted" and not second.trained
+    assert second.parent == first.version and second.new_anomaly_error is not None
+    assert registry.current_version() == second.version != first.version
 
-    # New normal scans: warm start from the current model, promoted.
-    third = run(data.accept(8, "normal"), has_model=True)
-    assert third.trained and third.parent == second.version  # type: ignore[attr-defined]
-    assert third.new_validation_error is not None and third.new_validation_error > 0  # type: ignore[attr-defined]
+    # New normal scans: warm start from the current model.
+    third = run(data, job, data.accept(8, "normal"))
+    assert third.trained and third.parent == second.version
+    assert third.new_validation_error is not None and third.new_validation_error > 0
 
     # A poisoned batch: slices riddled with pores, labelled normal, teach the memory that pores are normal.
     serving = registry.current_version()
-    poisoned = run(data.accept(24, "normal", pores=12), has_model=True)
-    assert poisoned.status == "rejected", poisoned.reason  # type: ignore[attr-defined]
-    assert "held-out" in poisoned.reason  # type: ignore[attr-defined]
-    assert registry.current_version() == serving == poisoned.current_version  # type: ignore[attr-defined]
-    assert poisoned.version in registry.rejected  # type: ignore[attr-defined]
-    # Its scans are quarantined: never replayed by later batches.
-    assert data.manifest.size_by_label()["normal"] == 32
-    assert not list((tmp_path / "work" / "candidates").iterdir())  # no half-written candidates left
+    poisoned = run(data, job, data.accept(24, "normal", pores=12))
+    assert poisoned.status == "rejected", poisoned.reason
+    assert "held-out" in poisoned.reason
+    assert registry.current_version() == serving == poisoned.current_version
+    assert registry.status(poisoned.version).status == "rejected"
+    # Its scans are quarantined (never replayed), and no candidate is left on disk.
+    assert data.manifest.size_by_label() == {"normal": 32, "defect": 8}
+    assert not list((tmp_path / "work" / "candidates").iterdir())
+
+
+def test_a_rollback_during_training_is_not_undone_and_a_second_writer_waits(
+    setup: tuple[Data, Registry, RetrainJob], tmp_path: Path
+) -> None:
+    data, registry, job = setup
+    first = run(data, job, data.accept(16, "normal"), has_model=False)
+    second = run(data, job, data.accept(6, "normal"))
+    assert second.status == "promoted", second.reason
+
+    changed = data.accept(6, "normal")
+    candidate = job.build(plan_batch(data.manifest, changed, has_model=True, replay_factor=2), "batch")
+    registry.rollback(first.version, reason="operator")  # while the candidate trained
+    result = job.commit(candidate)
+    assert result.status == "rejected" and "rollback" in result.reason
+    assert registry.current_version() == first.version == result.current_version
+
+    # Another writer holds the lease: publishing waits (a retriable conflict), the registry is untouched.
+    other = Registry(LocalBlobStore(tmp_path / "registry"), owner="retrain-other")
+    candidate = job.build(plan_batch(data.manifest, changed, has_model=True, replay_factor=2), "batch")
+    versions = registry.versions()
+    with other.writer(), pytest.raises(RegistryConflict) as conflict:
+        job.commit(candidate)
+    assert conflict.value.retriable
+    assert registry.versions() == versions and registry.current_version() == first.version
+    assert job.commit(candidate).version not in versions  # once the lease is free, it goes through

@@ -2,7 +2,7 @@
 
 from consumers.retrain.job import JobResult, new_version
 from consumers.retrain.manifest import NewScan
-from consumers.retrain.updates import batch_update, rollback_update, unchanged_update
+from consumers.retrain.updates import batch_update, unchanged_update
 from schemas.model_updates import ModelUpdate
 
 SHA = "ab" * 32
@@ -46,11 +46,6 @@ def test_an_unchanged_batch_answers_its_jobs_with_the_current_model() -> None:
     update = unchanged_update("v1", 0.5, 0.01, None, scans(), {"normal": 1, "defect": 0})
     assert update.status == "promoted" and update.version == update.current_version == "v1"
     assert update.job_ids == ["j1"] and update.reason and "already" in update.reason
-
-
-def test_a_rollback_points_at_the_restored_version() -> None:
-    update = rollback_update("v1", "v3", 0.4, 0.02, None)
-    assert update.status == "rolled_back" and update.current_version == "v1" and update.parent == "v3"
 
 
 def test_versions_sort_by_time_and_name_their_batch() -> None:
