@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +408,67 @@ async def test_an_object_store_outage_is_waited_out_without_dead_letters(
         service.stop.set()
         await asyncio.wait_for(task, timeout=60)
         await proxy.stop()
+
+
+@pytest.fixture
+def dedicated_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Callable[[], None]]]:
+    """A broker of this test's own (facade.infra, data kept across restarts) and a function that
+    stops it and starts it again on the same ports."""
+    from facade.infra.jars import ensure_kafka_libs
+    from facade.infra.kafka import start_kafka
+    from facade.infra.ports import pick_port
+    from facade.infra.processes import stop
+
+    state_dir = tmp_path / "broker"
+    libs = ensure_kafka_libs(settings.kafka_libs_dir)
+    broker_port = pick_port(None)
+    controller_port = pick_port(None, avoid={broker_port})
+    record, process = start_kafka(state_dir, libs, broker_port=broker_port, controller_port=controller_port)
+    current = {"record": record, "process": process}
+
+    def restart() -> None:
+        old = current["record"]
+        assert old.pid is not None
+        stop(old.pid, old.start_ticks)
+        current["process"].wait(timeout=30)
+        current["record"], current["process"] = start_kafka(
+            state_dir, libs, broker_port=broker_port, controller_port=controller_port
+        )
+
+    try:
+        yield settings.model_copy(update={"kafka_bootstrap": record.endpoint}), restart
+    finally:
+        final = current["record"]
+        if final.pid is not None:
+            stop(final.pid, final.start_ticks)
+        current["process"].wait(timeout=30)
+
+
+@pytest.mark.slow
+async def test_a_broker_restart_midway_loses_and_duplicates_nothing(
+    dedicated_broker: tuple[Settings, Callable[[], None]],
+    object_store: ObjectStore,
+    trained_checkpoints: dict[str, Path],
+) -> None:
+    from consumers.runtime.topics import ensure_topics, standard_topics
+
+    settings, restart = dedicated_broker
+    registry = registry_of(object_store, settings)
+    registry.promote(registry.publish(trained_checkpoints["v1"]))
+    object_store.ensure_bucket(settings.bucket_scans)
+    settings = settings.model_copy(update={"metrics_port": 0, "batch_size": 4, "batch_linger_ms": 5})
+    await ensure_topics(settings, standard_topics(settings))
+    events = await upload_scans(settings, object_store, 60, prefix="restart")
+    service = InferenceService(settings)
+    task = asyncio.create_task(service.run())
+    try:
+        await publish_events(settings, events)
+        await read(settings, settings.topic_verdicts, at_least=4, within_s=180)
+        await asyncio.to_thread(restart)  # SIGTERM, wait for exit, start again on the same ports
+        assert not task.done()
+        verdicts = verdicts_of(await read(settings, settings.topic_verdicts, at_least=60, within_s=300, idle_s=3))
+        assert Counter(v.scan_id for v in verdicts) == {e.scan_id: 1 for e in events}
+        assert await nothing_on(settings, settings.topic_dead_letter, within_s=2)
+    finally:
+        service.stop.set()
+        await asyncio.wait_for(task, timeout=120)
