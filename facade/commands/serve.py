@@ -61,10 +61,7 @@ def _serve_inference(args: argparse.Namespace) -> int:
 def _serve_retrain(args: argparse.Namespace) -> int:
     from consumers.retrain.service import run
 
-    result = run(Settings())
-    if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
-    return int(result or 0)
+    return asyncio.run(run(Settings()))
 
 
 def _serve_api(args: argparse.Namespace) -> int:
@@ -73,5 +70,4 @@ def _serve_api(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host if args.host is not None else settings.api_host
     port = args.port if args.port is not None else settings.api_port
-    result = run(settings, host, port)
-    return int(result or 0)
+    return run(settings, host, port)

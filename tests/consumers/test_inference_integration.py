@@ -25,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from PIL import Image
 
 from consumers.inference.service import InferenceService
+from model_core.registry import Registry
 from schemas.dead_letters import DeadLetter
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 from schemas.scans import ScanEvent
@@ -88,8 +89,7 @@ def trained_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     return out
 
 
-def registry_of(store: ObjectStore, settings: Settings) -> Any:
-    from model_core.registry import Registry
+def registry_of(store: ObjectStore, settings: Settings) -> Registry:
     from storage.registry_store import S3BlobStore
 
     store.ensure_bucket(settings.bucket_models)
@@ -108,7 +108,7 @@ def served(settings: Settings, object_store: ObjectStore, trained_checkpoints: d
 def serving_version(settings: Settings, store: ObjectStore) -> str:
     version = registry_of(store, settings).current_version()
     assert version is not None
-    return version
+    return str(version)
 
 
 # -- Kafka helpers ------------------------------------------------------------------------------
@@ -423,25 +423,23 @@ def dedicated_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[Setti
     libs = ensure_kafka_libs(settings.kafka_libs_dir)
     broker_port = pick_port(None)
     controller_port = pick_port(None, avoid={broker_port})
-    record, process = start_kafka(state_dir, libs, broker_port=broker_port, controller_port=controller_port)
-    current = {"record": record, "process": process}
+    running = [start_kafka(state_dir, libs, broker_port=broker_port, controller_port=controller_port)]
+
+    def stop_broker() -> None:
+        record, process = running.pop()
+        if record.pid is not None:
+            stop(record.pid, record.start_ticks)
+        process.wait(timeout=30)
 
     def restart() -> None:
-        old = current["record"]
-        assert old.pid is not None
-        stop(old.pid, old.start_ticks)
-        current["process"].wait(timeout=30)
-        current["record"], current["process"] = start_kafka(
-            state_dir, libs, broker_port=broker_port, controller_port=controller_port
-        )
+        stop_broker()
+        running.append(start_kafka(state_dir, libs, broker_port=broker_port, controller_port=controller_port))
 
     try:
-        yield settings.model_copy(update={"kafka_bootstrap": record.endpoint}), restart
+        yield settings.model_copy(update={"kafka_bootstrap": running[0][0].endpoint}), restart
     finally:
-        final = current["record"]
-        if final.pid is not None:
-            stop(final.pid, final.start_ticks)
-        current["process"].wait(timeout=30)
+        if running:
+            stop_broker()
 
 
 @pytest.mark.slow
