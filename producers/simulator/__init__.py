@@ -6,16 +6,14 @@
     generate_dataset(Path("data"), normal=200, defect=80, seed=1)   # what `battery-ct synth` writes
 
 Images are uint16 (full 16-bit range), masks uint8 0/255. See docs/SIMULATOR.md.
+The rendering parts (scipy, Pillow) load on first use, so that `battery-ct --help` stays quick.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from producers.simulator.dataset import DatasetError, generate_dataset, plan_dataset, planned_slice
-from producers.simulator.render import render_slice
-from producers.simulator.sampling import random_spec
 from producers.simulator.spec import (
     DEFECT_TYPES,
     SEVERITIES,
@@ -26,6 +24,23 @@ from producers.simulator.spec import (
     Severity,
     SliceSpec,
 )
+
+if TYPE_CHECKING:
+    from producers.simulator.dataset import DatasetError, generate_dataset, plan_dataset, planned_slice
+    from producers.simulator.render import render_slice
+    from producers.simulator.sampling import random_spec
+    from producers.simulator.slices import random_defect_slice, random_normal_slice
+
+_LAZY = {
+    "DatasetError": "dataset",
+    "generate_dataset": "dataset",
+    "plan_dataset": "dataset",
+    "planned_slice": "dataset",
+    "render_slice": "render",
+    "random_spec": "sampling",
+    "random_defect_slice": "slices",
+    "random_normal_slice": "slices",
+}
 
 __all__ = [
     "DEFECT_TYPES",
@@ -46,20 +61,9 @@ __all__ = [
     "render_slice",
 ]
 
-Slice = tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]
 
-
-def random_normal_slice(rng: np.random.Generator, size: int = 256) -> Slice:
-    """A random normal slice and its (empty) mask."""
-    return render_slice(random_spec(rng, size))
-
-
-def random_defect_slice(
-    rng: np.random.Generator, size: int = 256, defect_type: DefectType = "pore", severity: Severity = "medium"
-) -> Slice:
-    """A random slice with one defect of the given type and severity, and the defect's mask."""
-    if defect_type not in DEFECT_TYPES:
-        raise ValueError(f"unknown defect type {defect_type!r}; known: {', '.join(DEFECT_TYPES)}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"unknown severity {severity!r}; known: {', '.join(SEVERITIES)}")
-    return render_slice(random_spec(rng, size, defect_type, severity))
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -98,6 +98,6 @@ def test_defect_sizes_stay_within_the_designed_range_at_256_px() -> None:
 def test_an_unknown_defect_type_or_severity_is_refused() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="unknown defect type"):
-        random_defect_slice(rng, SIZE, "rust", "low")  # type: ignore[arg-type]
+        random_defect_slice(rng, SIZE, "rust", "low")
     with pytest.raises(ValueError, match="unknown severity"):
-        random_defect_slice(rng, SIZE, "pore", "extreme")  # type: ignore[arg-type]
+        random_defect_slice(rng, SIZE, "pore", "extreme")
