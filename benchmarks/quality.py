@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-SEVERITIES = ("low", "medium", "high")
-
 
 def _slices(items: list[tuple[np.ndarray, np.ndarray]], size: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
@@ -45,7 +43,7 @@ def main() -> int:
     parser.add_argument("--test-normal", type=int, default=100)
     parser.add_argument("--per-type", type=int, default=30, help="test slices per defect type")
     parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
 
@@ -53,7 +51,7 @@ def main() -> int:
     from model_core.network import NetworkConfig
     from model_core.scoring import PatchMemoryConfig
     from model_core.training import TrainingConfig, train_detector
-    from producers.simulator import DEFECT_TYPES, random_defect_slice, random_normal_slice
+    from producers.simulator import DEFECT_TYPES, SEVERITIES, random_defect_slice, random_normal_slice
 
     size = args.image_size
     rng = np.random.default_rng(args.seed)
@@ -99,10 +97,10 @@ def main() -> int:
 
     groups: dict[str, list[int]] = defaultdict(list)
     medium: dict[str, list[int]] = defaultdict(list)
-    for i, (defect_type, severity) in enumerate(labels):
-        groups[defect_type].append(i)
-        if severity == "medium":
-            medium[defect_type].append(i)
+    for i, (kind, grade) in enumerate(labels):
+        groups[kind].append(i)
+        if grade == "medium":
+            medium[kind].append(i)
 
     def pair(idx: list[int]) -> dict[str, float]:
         return {
