@@ -10,10 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 SCHEMA_MAJOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.0"
 
-# Scan ids end up in object keys, metric labels and log lines: printable, bounded, no path tricks.
+# Scan ids end up in object keys, metric labels and log lines: printable (letters of any script, as in
+# the keys MinIO notifies), bounded, no path tricks.
 ScanId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=,/ -]*$"),
+    StringConstraints(min_length=1, max_length=256, pattern=r"^\w[\w.:@+=,/ -]*$"),
     AfterValidator(lambda v: _reject_traversal(v)),
 ]
 
