@@ -88,14 +88,13 @@ class ServerThread:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    from storage.registry_store import S3BlobStore
-
     from benchmarks.throughput import quick_checkpoint, simulated_pngs
     from facade.api.app import create_app
     from model_core.detector import Detector
     from model_core.imaging import decode_image, preprocess
     from model_core.registry import Registry
     from storage.object_store import ObjectStore
+    from storage.registry_store import S3BlobStore
 
     run_id = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="api-latency-") as tmp:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from model_core.registry import Registry
 from schemas.api import CheckpointInfo
+from schemas.model_updates import ModelUpdate
 
 
 class RegistryCatalog:
@@ -34,6 +35,11 @@ class RegistryCatalog:
             for record in self._registry.list_versions()
         ]
 
-    def rollback(self, version: str) -> str | None:
-        """Serve `version` again (its files are verified first); returns the version it replaces."""
-        return self._registry.rollback(version, reason="rollback through the HTTP facade")
+    def rollback(self, version: str) -> ModelUpdate:
+        """Serve `version` again (its files are verified first); returns the update to broadcast
+        (the same one `battery-ct checkpoints rollback` sends)."""
+        from producers.model_updates import rolled_back_update
+
+        reason = "rollback through the HTTP facade"
+        previous = self._registry.rollback(version, reason=reason)
+        return rolled_back_update(self._registry.metadata(version), previous, reason=f"{reason} from {previous}")

@@ -44,8 +44,8 @@ class Catalog(Protocol):
 
     def checkpoints(self) -> list[CheckpointInfo]: ...
 
-    def rollback(self, version: str) -> str | None:
-        """Serve `version` again; returns the version it replaces."""
+    def rollback(self, version: str) -> ModelUpdate:
+        """Serve `version` again; returns the rolled_back update to broadcast."""
         ...
 
 

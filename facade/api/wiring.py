@@ -12,6 +12,11 @@ from facade.api.services import Services
 from schemas.settings import Settings
 
 
+def readable_buckets(settings: Settings) -> frozenset[str]:
+    """What an image URL may name: scans and the dataset, never the models or anything else."""
+    return frozenset({settings.bucket_scans, settings.bucket_datasets})
+
+
 def facade_owner(settings: Settings) -> str:
     from consumers.runtime.kafka import instance_id
 
@@ -19,12 +24,11 @@ def facade_owner(settings: Settings) -> str:
 
 
 def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
-    from storage.registry_store import S3BlobStore
-    from storage.urls import parse_image_url
-
     from consumers.inference.service import image_decoder
     from model_core.registry import Registry
     from storage.object_store import ObjectStore
+    from storage.registry_store import S3BlobStore
+    from storage.urls import parse_image_url
 
     store = ObjectStore.from_settings(settings)
     return Services(
@@ -33,7 +37,7 @@ def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
         catalog=RegistryCatalog(Registry(S3BlobStore(store, settings.bucket_models), owner=facade_owner(settings))),
         publisher=KafkaPublisher(settings),
         feed=KafkaUpdateFeed(settings),
-        parse_url=partial(parse_image_url, settings=settings),
+        parse_url=partial(parse_image_url, settings=settings, allowed_buckets=readable_buckets(settings)),
         decode=image_decoder(settings),
         metrics=metrics,
     )

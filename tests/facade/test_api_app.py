@@ -106,9 +106,11 @@ class FakeCatalog:
             for v in self.versions
         ]
 
-    def rollback(self, version: str) -> str | None:
+    def rollback(self, version: str) -> ModelUpdate:
         previous, self.current = self.current, version
-        return previous
+        return ModelUpdate(
+            status="rolled_back", version=version, parent=previous, current_version=version, threshold=0.5
+        )
 
 
 @dataclass
