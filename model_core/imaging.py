@@ -28,7 +28,7 @@ SUPPORTED_FORMATS = ("PNG", "TIFF", "JPEG")
 SUPPORTED_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg"})
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
-PERCENTILE_SAMPLE = 1 << 20  # percentiles of a strided sample: the same window, a fraction of the time
+PERCENTILE_SAMPLE = 1 << 16  # percentiles of a strided sample: the same window to ~0.1 %, a tenth of the time
 
 # Signatures of image formats that are real images but not ones we score: they deserve
 # `image_unsupported`, not `image_not_an_image`.
@@ -103,20 +103,23 @@ def normalise_intensity(image: np.ndarray) -> np.ndarray:
     outside a float TIFF's reconstruction circle) become 0 and never reach the model."""
     values = np.asarray(image, dtype=np.float32)
     finite = np.isfinite(values)
-    if not finite.any():
+    all_finite = bool(finite.all())
+    if not all_finite and not finite.any():
         return np.zeros(values.shape, dtype=np.float32)
-    sample = values[finite] if not finite.all() else values.ravel()
+    sample = values.ravel() if all_finite else values[finite]
     if sample.size > PERCENTILE_SAMPLE:
         sample = sample[:: sample.size // PERCENTILE_SAMPLE]
     low, high = (float(v) for v in np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE]))
     if high <= low:  # nearly constant: fall back to the full range before giving up
-        low, high = float(sample.min()), float(sample.max())
+        low, high = float(np.nanmin(values[finite])), float(np.nanmax(values[finite]))
     if high <= low:
         return np.zeros(values.shape, dtype=np.float32)
-    scaled = (values - np.float32(low)) / np.float32(high - low)
-    scaled = np.where(finite, scaled, 0.0)
-    clipped: np.ndarray = np.clip(scaled, 0.0, 1.0).astype(np.float32)
-    return clipped
+    scaled = values - np.float32(low)  # a new array: the caller's image is never modified
+    scaled *= np.float32(1.0 / (high - low))
+    if not all_finite:
+        scaled[~finite] = 0.0
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    return scaled
 
 
 def centre_square(image: np.ndarray) -> np.ndarray:
