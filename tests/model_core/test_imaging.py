@@ -133,7 +133,9 @@ def test_normalise_keeps_16_bit_range_and_is_robust() -> None:
     image = np.full((100, 100), 30_000.0, np.float32)
     image[:, 50:] = 31_000.0  # a 16-bit contrast that /255 would crush to one value
     image[0, 0] = 65_535.0  # one hot pixel must not set the window
+    before = image.copy()
     out = normalise_intensity(image)
+    assert np.array_equal(image, before)  # the caller's array is left alone
     assert out.dtype == np.float32
     assert out.min() == 0.0 and out.max() == 1.0
     assert out[50, 10] == 0.0 and out[50, 90] == 1.0
