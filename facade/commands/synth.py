@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
         metavar="T1,T2",
         help="comma-separated defect types to use (default: all)",
     )
+    parser.add_argument(
+        "--workers", type=_workers, default=1, metavar="W", help="render in W processes (default 1; same bytes)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run, synth_parser=parser)
@@ -64,6 +67,13 @@ def _size(text: str) -> int:
     value = _count(text)
     if not 32 <= value <= 4096:
         raise argparse.ArgumentTypeError(f"must be between 32 and 4096 pixels, not {value}")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
     return value
 
 
@@ -94,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             size=args.size,
             defect_types=args.types,
             overwrite=args.overwrite,
+            workers=args.workers,
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except DatasetError as exc:

@@ -11,9 +11,13 @@ Defect slices cycle through the types and, per type, through low / medium / high
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +93,15 @@ def _clear(out: Path, overwrite: bool) -> None:
             path.unlink()
 
 
+def _write(out: Path, item: PlannedSlice) -> int:
+    """Render one planned slice into `out`; returns its mask's pixel count (runs in worker processes too)."""
+    image, mask = render_slice(item.spec)
+    write_png(out / item.path, image)
+    if item.mask_path is not None:
+        write_png(out / item.mask_path, mask)
+    return int(np.count_nonzero(mask))
+
+
 def generate_dataset(
     out: Path,
     normal: int,
@@ -99,18 +112,27 @@ def generate_dataset(
     defect_types: Sequence[DefectType] = DEFECT_TYPES,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict[str, str]]:
-    """Write the dataset under `out` and return the rows of its `labels.csv`."""
+    """Write the dataset under `out` and return the rows of its `labels.csv`. `workers` > 1 renders
+    in that many processes; every slice depends only on its own seed, so the bytes are the same."""
+    if workers < 1:
+        raise DatasetError(f"workers must be 1 or more, not {workers}")
     plan = plan_dataset(normal, defect, seed, size=size, defect_types=defect_types)
     _clear(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for item in tqdm(plan, desc="slices", unit="slice", disable=not progress, leave=False):
-        image, mask = render_slice(item.spec)
-        write_png(out / item.path, image)
-        if item.mask_path is not None:
-            write_png(out / item.mask_path, mask)
-        rows.append(_row(item, int(np.count_nonzero(mask))))
+    bar = tqdm(total=len(plan), desc="slices", unit="slice", disable=not progress, leave=False)
+    # spawned, not forked: the caller may hold threads (TensorFlow, an event loop) that a fork would copy mid-lock
+    spawn = multiprocessing.get_context("spawn")
+    with bar, ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else nullcontext() as pool:
+        if pool is None:
+            counts: Iterable[int] = (_write(out, item) for item in plan)
+        else:
+            counts = pool.map(partial(_write, out), plan, chunksize=max(1, len(plan) // (8 * workers)))
+        rows = []
+        for item, mask_pixels in zip(plan, counts, strict=True):
+            rows.append(_row(item, mask_pixels))
+            bar.update()
     with (out / "labels.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS, lineterminator="\n")
         writer.writeheader()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from producers.simulator import (
     DEFECT_TYPES,
@@ -101,3 +103,18 @@ def test_an_unknown_defect_type_or_severity_is_refused() -> None:
         random_defect_slice(rng, SIZE, "rust", "low")
     with pytest.raises(ValueError, match="unknown severity"):
         random_defect_slice(rng, SIZE, "pore", "extreme")
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    defect_type=st.sampled_from(DEFECT_TYPES),
+    severity=st.sampled_from(SEVERITIES),
+    size=st.sampled_from([48, 64, 96]),
+)
+def test_any_seed_and_size_gives_a_well_formed_slice(seed: int, defect_type: str, severity: str, size: int) -> None:
+    image, mask = random_defect_slice(np.random.default_rng(seed), size, defect_type, severity)
+    assert image.shape == mask.shape == (size, size)
+    assert image.dtype == np.uint16 and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255} and mask.any()
+    assert np.ptp(image) > 1000

@@ -67,6 +67,14 @@ def test_the_same_seed_writes_the_same_bytes(tmp_path: Path) -> None:
     assert _files(tmp_path / "a")["normal/normal_000000.png"] != _files(tmp_path / "c")["normal/normal_000000.png"]
 
 
+def test_worker_processes_write_the_same_bytes(tmp_path: Path) -> None:
+    generate_dataset(tmp_path / "one", normal=2, defect=2, seed=8, size=SIZE, progress=False)
+    generate_dataset(tmp_path / "two", normal=2, defect=2, seed=8, size=SIZE, progress=False, workers=2)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+    with pytest.raises(DatasetError, match="workers"):
+        generate_dataset(tmp_path / "none", normal=1, defect=0, seed=8, size=SIZE, progress=False, workers=0)
+
+
 def test_one_slice_can_be_made_alone_and_does_not_depend_on_the_counts() -> None:
     small = plan_dataset(2, 5, seed=1, size=SIZE)
     large = plan_dataset(7, 9, seed=1, size=SIZE)
@@ -109,6 +117,7 @@ def test_synth_help_explains_the_layout(capsys: pytest.CaptureFixture[str]) -> N
         (["--normal", "1", "--size", "8"], "between 32 and 4096"),
         (["--normal", "1", "--types", "pore,rust"], "unknown defect type(s) rust"),
         ([], "nothing to write"),
+        (["--normal", "1", "--workers", "0"], "must be 1 or more"),
     ],
 )
 def test_synth_bad_arguments_give_clear_errors(
