@@ -24,9 +24,9 @@ from schemas.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 
-# (scan's preprocessed image, its error map, key) -> URL of the stored heat map
+# (scan's preprocessed image, its error map, key) -> URL of the stored heat map, None if not stored
 Scored = tuple[Ready, ScanScore]
-HeatmapWriter = Callable[[np.ndarray, np.ndarray, str], Awaitable[str]]
+HeatmapWriter = Callable[[np.ndarray, np.ndarray, str], Awaitable[str | None]]
 
 
 @dataclass

@@ -163,7 +163,12 @@ class InferencePipeline:
                     return
                 if batch.generation != self._generation:
                     continue
-                result = await self._judge.judge(batch)
+                try:
+                    result = await self._judge.judge(batch)
+                except Abandoned:
+                    log.info("shutdown while storing heat maps: the batch stays uncommitted")
+                    await _drain(source)
+                    return
                 self._metrics.stage_seconds.labels(stage="model").observe(result.model_s)
                 await out.put(result)
         finally:

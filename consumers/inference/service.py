@@ -55,15 +55,24 @@ def image_decoder(settings: Settings) -> DecodeFn:
     return decode
 
 
-def heatmap_writer(store: ObjectStore, settings: Settings, pool: ThreadPoolExecutor) -> HeatmapWriter:
+def heatmap_writer(
+    store: ObjectStore, settings: Settings, pool: ThreadPoolExecutor, stop: asyncio.Event
+) -> HeatmapWriter:
     from model_core.heatmap import render_heatmap_png
 
-    async def write(image: np.ndarray, error_map: np.ndarray, key: str) -> str:
+    async def write(image: np.ndarray, error_map: np.ndarray, key: str) -> str | None:
         png = await asyncio.get_running_loop().run_in_executor(pool, render_heatmap_png, image, error_map)
-        await retry_transient(
-            lambda: store.aput_bytes(settings.bucket_heatmaps, key, png, content_type="image/png"),
-            what=f"storing heat map {key}",
-        )
+        try:
+            await retry_transient(
+                lambda: store.aput_bytes(settings.bucket_heatmaps, key, png, content_type="image/png"),
+                what=f"storing heat map {key}",
+                stop=stop,
+            )
+        except Abandoned:
+            raise
+        except Exception as exc:  # a heat map is an extra: the verdict goes out without it
+            log.warning("heat map %s not stored (%s: %s)", key, type(exc).__name__, exc)
+            return None
         return f"s3://{settings.bucket_heatmaps}/{key}"
 
     return write
@@ -165,7 +174,7 @@ class InferenceService:
             stop=self.stop,
             concurrency=2 * settings.batch_size,
         )
-        heatmaps = heatmap_writer(store, settings, decode_pool) if settings.heatmaps else None
+        heatmaps = heatmap_writer(store, settings, decode_pool, self.stop) if settings.heatmaps else None
         judge = Judge(self.holder, model_thread, preparer, heatmaps=heatmaps)
         config = PipelineConfig(
             topic_verdicts=settings.topic_verdicts,

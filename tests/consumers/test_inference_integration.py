@@ -156,7 +156,8 @@ def total(service: InferenceService, name: str) -> float:
 
 @pytest.fixture
 async def running(served: Settings) -> AsyncIterator[InferenceService]:
-    service = InferenceService(served)
+    """An in-process consumer that also stores heat maps."""
+    service = InferenceService(served.model_copy(update={"heatmaps": True}))
     task = asyncio.create_task(service.run())
     yield service
     service.stop.set()
@@ -254,6 +255,12 @@ async def test_good_and_poison_messages_each_get_exactly_one_outcome(
     assert "major" in by_key["p2"].error_message
     assert "Missing" in by_key["p3"].error_class
     assert "ImageDecodeError" in by_key["p4"].error_class
+    for verdict in verdicts:
+        assert verdict.heatmap_url is not None
+        bucket, _, key = verdict.heatmap_url.removeprefix("s3://").partition("/")
+        assert bucket == settings.bucket_heatmaps
+        heatmap = await object_store.aget_bytes(bucket, key, max_bytes=10_000_000)
+        assert Image.open(io.BytesIO(heatmap)).format == "PNG"
     assert total(running, "battery_ct_scans_total") == 7
     assert total(running, "battery_ct_dead_letters_total") == 5
     assert running.health.ready
