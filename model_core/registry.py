@@ -161,7 +161,7 @@ def registry_version(sequence: int, content_hash: str) -> str:
 
 
 def version_sequence(version: str) -> int:
-    match = VERSION_PATTERN.match(version)
+    match = VERSION_PATTERN.fullmatch(version)
     if match is None:
         raise RegistryError(f"not a registry version: {version!r} (expected e.g. v0007-3fa2c91b)")
     return int(match.group(1))
@@ -191,7 +191,7 @@ class Registry:
     def versions(self) -> list[str]:
         """Complete versions (metadata written), oldest first."""
         names = {key.split("/")[1] for key in self.store.list("versions/") if key.endswith("/" + METADATA_FILE)}
-        return sorted((n for n in names if VERSION_PATTERN.match(n)), key=version_sequence)
+        return sorted((n for n in names if VERSION_PATTERN.fullmatch(n)), key=version_sequence)
 
     def metadata(self, version: str) -> CheckpointMetadata:
         key = f"versions/{self._known(version)}/{METADATA_FILE}"
@@ -402,7 +402,7 @@ class Registry:
     def _next_sequence(self) -> int:
         # Half-written versions count too: their numbers are never handed out twice.
         names = {key.split("/")[1] for key in self.store.list("versions/") if key.count("/") >= 2}
-        sequences = [int(m.group(1)) for n in names if (m := VERSION_PATTERN.match(n))]
+        sequences = [int(m.group(1)) for n in names if (m := VERSION_PATTERN.fullmatch(n))]
         return max(sequences, default=0) + 1
 
     def _put_state(self, version: str, state: VersionState) -> None:

@@ -5,7 +5,14 @@ import pytest
 
 from model_core.checkpoint import METADATA_FILE, CheckpointMetadata, verify_checkpoint, write_metadata
 from model_core.errors import BlobNotFound, CheckpointIntegrityError, RegistryConflict, RegistryError
-from model_core.registry import LEASE_KEY, VERSION_PATTERN, LocalBlobStore, Registry
+from model_core.registry import (
+    LEASE_KEY,
+    VERSION_PATTERN,
+    LocalBlobStore,
+    Registry,
+    registry_version,
+    version_sequence,
+)
 
 
 def checkpoint(root: Path, weights: bytes, *, version: str = "trained-1") -> Path:
@@ -50,7 +57,7 @@ def test_publish_assigns_sequenced_content_hashed_versions(store: LocalBlobStore
     registry = Registry(store)
     first = registry.publish(checkpoint(tmp_path / "a", b"aaaa", version="it-a"))
     second = registry.publish(checkpoint(tmp_path / "b", b"bbbb"))
-    assert VERSION_PATTERN.match(first) and first.startswith("v0001-")
+    assert VERSION_PATTERN.fullmatch(first) and first.startswith("v0001-")
     assert second.startswith("v0002-")
     assert first[-8:] == verify_checkpoint(tmp_path / "a").content_hash[:8]
     records = registry.list_versions()
@@ -184,3 +191,12 @@ def test_metadata_of_the_fetched_copy_names_the_registry_version(store: LocalBlo
     version = registry.publish(checkpoint(tmp_path / "1", b"one", version="provisional"))
     fetched = registry.fetch(version, tmp_path / "fetched")
     assert CheckpointMetadata.model_validate_json((fetched / METADATA_FILE).read_bytes()).version == version
+
+
+def test_versions_sort_by_sequence_past_9999() -> None:
+    names = ["v10000-00000000", "v0002-ffffffff", "v9999-00000001"]
+    assert sorted(names, key=version_sequence) == ["v0002-ffffffff", "v9999-00000001", "v10000-00000000"]
+    assert registry_version(7, "3fa2c91b" + "0" * 56) == "v0007-3fa2c91b"
+    for bad in ("it-v1", "v1-abc", "v0001-XYZXYZXY", "v0001-3fa2c91b/../x", "v0001-3fa2c91b\n"):
+        with pytest.raises(RegistryError):
+            version_sequence(bad)
