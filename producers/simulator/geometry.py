@@ -30,6 +30,10 @@ class CellCoordinates:
         tangential = -dx * np.sin(angle) + dy * np.cos(angle)
         return radial, tangential
 
+    def crop(self, window: tuple[slice, slice]) -> CellCoordinates:
+        """The coordinates of a rectangular part of the slice."""
+        return CellCoordinates(x=self.x[window], y=self.y[window], r=self.r[window], theta=self.theta[window])
+
     def arc_offset(self, angle: float) -> Array:
         """Signed arc length from the ray at `angle` (px at each pixel's own radius)."""
         return wrap_angle(self.theta - angle) * self.r
