@@ -1,0 +1,41 @@
+"""The deploy files and what the tests read from them: the PromQL of the dashboard and the alert rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "battery-ct.json"
+PROMETHEUS_DIR = DEPLOY / "prometheus"
+METRIC_NAME = re.compile(r"\b(battery_ct_[a-z0-9_]+|process_[a-z0-9_]+|python_[a-z0-9_]+)\b")
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    panel: str
+    ref_id: str
+    expr: str
+
+
+def panel_queries(dashboard: dict[str, Any]) -> list[PanelQuery]:
+    """Every PromQL target of every panel (rows included), in dashboard order."""
+    queries = []
+    stack = list(dashboard["panels"])
+    while stack:
+        panel = stack.pop(0)
+        stack.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            queries.append(PanelQuery(panel["title"], target["refId"], target["expr"]))
+    return queries
+
+
+def rule_exprs(rules: dict[str, Any]) -> dict[str, str]:
+    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(METRIC_NAME.findall(expr))
