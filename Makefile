@@ -1,0 +1,37 @@
+# battery-ct: `make test` (everything the README promises) and `make lint`.
+# Pip uses whatever index pip is configured for; nothing here names a host.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint install kafka-jars settings-table clean-infra
+
+test: install kafka-jars
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+# Reinstall only when the dependencies change.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The Kafka broker's jars (Maven, from deploy/kafka/pom.xml) into ~/.cache/battery-ct/kafka-libs:
+# mvn -q -f deploy/kafka/pom.xml dependency:copy-dependencies, cached per content of the pom.
+kafka-jars: install
+	$(BIN)/python -m facade.infra.fetch_jars
+
+settings-table: install
+	$(BIN)/python -m facade.infra.settings_table --write
+
+# Stop a broker and S3 server left by `battery-ct infra up` (the default state directory).
+clean-infra: install
+	$(BIN)/battery-ct infra down
