@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="slice and model size in pixels (default 256)")
     parser.add_argument("--batch-size", type=int, default=16, help="micro-batch size (default 16)")
     parser.add_argument("--naive-scans", type=int, default=200, help="scans for the naive loop (default 200)")
+    parser.add_argument(
+        "--distinct", type=int, default=100, help="distinct simulated slices, reused under new keys (default 100)"
+    )
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: train a quick one)")
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args(argv)
@@ -72,12 +75,12 @@ def simulated_pngs(count: int, size: int, seed: int) -> list[bytes]:
 
 
 def quick_checkpoint(size: int, work: Path, seed: int) -> Path:
-    """A detector trained for a few epochs: its accuracy is irrelevant here, its cost is the real one."""
+    """A detector trained for one epoch: its accuracy is irrelevant here, its cost is the real one."""
     from model_core.imaging import decode_image, preprocess
     from model_core.training import train_detector
 
     slices = [
-        preprocess(decode_image(png, max_pixels=size * size * 4), size) for png in simulated_pngs(24, size, seed + 1)
+        preprocess(decode_image(png, max_pixels=size * size * 4), size) for png in simulated_pngs(16, size, seed + 1)
     ]
     return train_detector(np.stack(slices), None, _config_for(size)).save(work / "checkpoint", version="bench")
 
@@ -88,7 +91,7 @@ def _config_for(size: int) -> Any:
     from model_core.training import TrainingConfig
 
     return TrainingConfig(
-        network=NetworkConfig(image_size=size), memory=PatchMemoryConfig.for_image_size(size), epochs=3
+        network=NetworkConfig(image_size=size), memory=PatchMemoryConfig.for_image_size(size), epochs=1
     )
 
 
@@ -232,8 +235,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="battery-ct-bench-"))
     try:
         settings = settings.model_copy(update={"checkpoint_dir": work})
-        log.info("simulating %d slices of %d px", args.scans, args.size)
-        pngs = simulated_pngs(args.scans, args.size, args.seed)
+        log.info("simulating %d distinct slices of %d px for %d scans", args.distinct, args.size, args.scans)
+        # Simulating is slow and irrelevant to the measurement: distinct slices are reused under new keys.
+        distinct = simulated_pngs(min(args.distinct, args.scans), args.size, args.seed)
+        pngs = [distinct[i % len(distinct)] for i in range(args.scans)]
         checkpoint = args.checkpoint or quick_checkpoint(args.size, work, args.seed)
         detector = Detector.load(checkpoint)
 
