@@ -7,7 +7,11 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from producers.uploader import Uploader
+    from schemas.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -35,6 +39,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="only upload; a MinIO bucket notification on the scans bucket already announces new objects",
     )
+    parser.add_argument("--jobs", type=int, default=4, metavar="N", help="files uploaded at the same time (default 4)")
     parser.set_defaults(handler=_run)
 
 
@@ -54,11 +59,19 @@ def _run(args: argparse.Namespace) -> int:
     if not files:
         print("error: no image files found", file=sys.stderr)
         return 2
-    return asyncio.run(upload_files(Settings(), files, prefix=args.scan_id_prefix, events=not args.no_event))
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        upload_files(Settings(), files, prefix=args.scan_id_prefix, events=not args.no_event, jobs=args.jobs)
+    )
 
 
-async def upload_files(settings: Any, files: list[Path], *, prefix: str = "", events: bool = True) -> int:
-    from producers.uploader import Uploader, UploadRefused, scan_id_for
+async def upload_files(
+    settings: Settings, files: list[Path], *, prefix: str = "", events: bool = True, jobs: int = 4
+) -> int:
+    """Upload `files` with at most `jobs` in flight; a JSON line per upload as it completes."""
+    from producers.uploader import Uploader
 
     uploader = Uploader(settings, publish_events=events)
     try:
@@ -67,29 +80,48 @@ async def upload_files(settings: Any, files: list[Path], *, prefix: str = "", ev
         await uploader.stop()
         print(f"error: cannot reach the S3 endpoint or Kafka broker: {exc}", file=sys.stderr)
         return 2
-    failed = 0
+    slots = asyncio.Semaphore(jobs)
+    done = 0
+
+    async def one(path: Path) -> bool:
+        nonlocal done
+        async with slots:
+            ok = await _upload_one(uploader, settings, path, prefix)
+        done += 1
+        if len(files) > 1:
+            print(f"[{done}/{len(files)}] {path.name}", file=sys.stderr)
+        return ok
+
     try:
-        for number, path in enumerate(files, start=1):
-            try:
-                size = path.stat().st_size
-                if size > settings.max_object_bytes:
-                    raise UploadRefused(f"{size} bytes is more than {settings.max_object_bytes}", code="too_large")
-                data = path.read_bytes()
-                event = await uploader.upload(data, scan_id_for(path.name, data, prefix=prefix), path.suffix)
-            except (UploadRefused, OSError) as exc:
-                failed += 1
-                print(f"refused {path}: {exc}", file=sys.stderr)
-                continue
-            except Exception as exc:  # S3 or Kafka failed for this file: report it, try the rest
-                failed += 1
-                print(f"failed {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                continue
-            line = {"path": str(path), "scan_id": event.scan_id, "image_url": event.image_url}
-            print(json.dumps(line), flush=True)
-            if len(files) > 1:
-                print(f"[{number}/{len(files)}] {path.name}", file=sys.stderr)
+        results = await asyncio.gather(*(one(path) for path in files))
     finally:
         await uploader.stop()
+    failed = results.count(False)
     if failed:
         print(f"{len(files) - failed} of {len(files)} files uploaded, {failed} refused or failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+async def _upload_one(uploader: Uploader, settings: Settings, path: Path, prefix: str) -> bool:
+    from producers.uploader import UploadRefused, scan_id_for
+
+    try:
+        data = await asyncio.to_thread(_read, path, settings.max_object_bytes)
+        event = await uploader.upload(data, scan_id_for(path.name, data, prefix=prefix), path.suffix)
+    except (UploadRefused, OSError) as exc:
+        print(f"refused {path}: {exc}", file=sys.stderr)
+        return False
+    except Exception as exc:  # S3 or Kafka failed for this file: report it, go on with the rest
+        print(f"failed {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+    print(json.dumps({"path": str(path), "scan_id": event.scan_id, "image_url": event.image_url}), flush=True)
+    return True
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    from producers.uploader import UploadRefused
+
+    size = path.stat().st_size
+    if size > max_bytes:  # checked before reading: a huge file never fills memory
+        raise UploadRefused(f"{size} bytes is more than the {max_bytes} a scan may have", code="too_large")
+    return path.read_bytes()

@@ -61,7 +61,7 @@ async def test_cli_uploads_the_good_files_and_reports_the_bad(
     (tmp_path / "c.png").write_bytes(png_bytes(5)[:200])  # truncated
     files = [tmp_path / "a.png", tmp_path / "b.tif", tmp_path / "c.png", tmp_path / "missing.png"]
 
-    status = await upload_files(settings, files, prefix="run1/", events=False)
+    status = await upload_files(settings, files, prefix="run1/", events=False, jobs=2)
 
     out, err = capsys.readouterr()
     assert status == 1
