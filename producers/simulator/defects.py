@@ -7,6 +7,7 @@ each defect at each severity, `CONTRAST` how much of the full material change is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ class Context:
 
 
 def _raised_cosine(offset: Array, half_width: float) -> Array:
-    return np.asarray(0.5 * (1 + np.cos(np.pi * np.clip(np.abs(offset) / half_width, 0, 1))), dtype=np.float64)
+    return np.asarray(0.5 * (1 + np.cos(np.pi * np.clip(np.abs(offset) / half_width, 0, 1))), dtype=np.float32)
 
 
 def _pore(c: Context) -> Alteration:
@@ -90,8 +91,8 @@ def _inclusion(c: Context) -> Alteration:
     length = 5.0 * c.nominal
     for k in range(1 + ["low", "medium", "high"].index(c.defect.severity)):
         direction = c.rng.uniform(0, np.pi)
-        along = radial * np.cos(direction) + tangential * np.sin(direction)
-        across = -radial * np.sin(direction) + tangential * np.cos(direction)
+        along = radial * math.cos(direction) + tangential * math.sin(direction)
+        across = -radial * math.sin(direction) + tangential * math.cos(direction)
         sign = 1.0 if k % 2 == 0 else -1.0
         streaks += sign * 0.12 * c.contrast * np.exp(-np.abs(along) / length - (across / (0.6 * c.px)) ** 2)
     streaks *= distance > c.nominal
@@ -103,7 +104,7 @@ def _fold(c: Context) -> Alteration:
     turns = {"low": 3, "medium": 4, "high": 6}[c.defect.severity] * c.cell.pitch
     arc = wrap_angle(c.coords.theta - angle) * radius
     half_arc = c.rng.uniform(6.0, 9.0) * c.px * c.defect.scale
-    sign = c.rng.choice([-1.0, 1.0])
+    sign = float(c.rng.choice([-1.0, 1.0]))
     # buckled electrodes kink: a V across a few turns, sharpest at its tip (as in the real im_2)
     kink = np.clip(1 - np.abs(arc) / half_arc, 0, 1) ** 1.5
     shift = sign * c.nominal * kink * _raised_cosine(c.coords.r - radius, turns)
@@ -112,15 +113,15 @@ def _fold(c: Context) -> Alteration:
 
 def _crack(c: Context) -> Alteration:
     radius, angle = c.depth_radius(), c.defect.angle
-    x0, y0 = radius * np.cos(angle), radius * np.sin(angle)
-    heading = angle + c.rng.choice([0.0, np.pi]) + c.rng.normal(0, 0.3)  # mostly across the layers
+    x0, y0 = radius * math.cos(angle), radius * math.sin(angle)
+    heading = angle + float(c.rng.choice([0.0, np.pi])) + c.rng.normal(0, 0.3)  # mostly across the layers
     segments = 7
     step = c.nominal / segments
     width = {"low": 1.4, "medium": 1.7, "high": 2.2}[c.defect.severity] * c.px
     distance = np.full_like(c.coords.r, np.inf)
     for _ in range(segments):
         heading += c.rng.normal(0, 0.2)
-        x1, y1 = x0 + step * np.cos(heading), y0 + step * np.sin(heading)
+        x1, y1 = x0 + step * math.cos(heading), y0 + step * math.sin(heading)
         dx, dy = x1 - x0, y1 - y0
         t = np.clip(((c.coords.x - x0) * dx + (c.coords.y - y0) * dy) / (dx * dx + dy * dy), 0, 1)
         distance = np.minimum(distance, np.hypot(c.coords.x - x0 - t * dx, c.coords.y - y0 - t * dy))
@@ -133,7 +134,7 @@ def _delamination(c: Context) -> Alteration:
     cell, angle = c.cell, c.defect.angle
     s = winding_coordinate(cell, c.coords.r, c.coords.theta)
     radius = c.depth_radius()
-    s_gap = np.floor((radius - cell.core_radius) / cell.pitch) + 0.75  # between an anode and the next cathode
+    s_gap = math.floor((radius - cell.core_radius) / cell.pitch) + 0.75  # between an anode and the next cathode
     arc = wrap_angle(c.coords.theta - angle) * radius
     half_arc = {"low": 12.0, "medium": 20.0, "high": 36.0}[c.defect.severity] * c.px * c.defect.scale
     window = _raised_cosine(arc, half_arc)
@@ -164,7 +165,7 @@ def _core_collapse(c: Context) -> Alteration:
     half_angle = c.rng.uniform(0.3, 0.45) * c.defect.scale
     # the inner turns buckle into the hollow core in one or two lobes
     lobe = np.exp(-((wrap_angle(c.coords.theta - angle) / half_angle) ** 2))
-    second_at = angle + c.rng.choice([-1.0, 1.0]) * c.rng.uniform(0.7, 1.1)
+    second_at = angle + float(c.rng.choice([-1.0, 1.0])) * c.rng.uniform(0.7, 1.1)
     second = 0.4 * np.exp(-((wrap_angle(c.coords.theta - second_at) / (0.7 * half_angle)) ** 2))
     return Alteration(radius=c.coords.r + c.nominal * (lobe + second) * beyond)
 

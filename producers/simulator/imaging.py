@@ -3,6 +3,8 @@ ring and streak artefacts, edge overshoot, correlated noise, gain drift, and 16-
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
@@ -16,7 +18,7 @@ def optics(ideal: Array, coords: CellCoordinates, cell: CellSpec, imaging: Imagi
     inside = coords.r < cell.radius
     cupped = ideal * np.where(inside, 1 - imaging.cupping * (1 - (coords.r / cell.radius) ** 2), 1.0)
     sigma = imaging.blur_sigma * size / 256
-    return np.asarray(ndimage.gaussian_filter(cupped, sigma) if sigma > 0 else cupped, dtype=np.float64)
+    return np.asarray(ndimage.gaussian_filter(cupped, sigma) if sigma > 0 else cupped, dtype=np.float32)
 
 
 def _rings(imaging: ImagingSpec, size: int, rng: np.random.Generator) -> Array:
@@ -27,31 +29,31 @@ def _rings(imaging: ImagingSpec, size: int, rng: np.random.Generator) -> Array:
     for _ in range(imaging.ring_count):
         at = rng.uniform(0.03, 0.48) * size
         width = rng.uniform(0.4, 0.9) * size / 256
-        profile += rng.choice([-1.0, 1.0]) * imaging.ring_amplitude * np.exp(-(((radii - at) / width) ** 2))
+        profile += float(rng.choice([-1.0, 1.0])) * imaging.ring_amplitude * np.exp(-(((radii - at) / width) ** 2))
     if imaging.ring_count == 0:
-        return np.zeros((size, size))
-    return np.asarray(np.interp(axis_radius(size), radii, profile), dtype=np.float64)
+        return np.zeros((size, size), dtype=np.float32)
+    return np.asarray(np.interp(axis_radius(size), radii, profile), dtype=np.float32)
 
 
 def _streaks(imaging: ImagingSpec, size: int, rng: np.random.Generator) -> Array:
     rows, cols = pixel_grid(size)
-    streaks = np.zeros((size, size))
+    streaks = np.zeros((size, size), dtype=np.float32)
     for _ in range(imaging.streak_count):
         direction = rng.uniform(0, np.pi)
-        through = rng.uniform(0.3, 0.7, 2) * size
-        across = (cols - through[0]) * np.sin(direction) - (rows - through[1]) * np.cos(direction)
+        through = [float(t) * size for t in rng.uniform(0.3, 0.7, 2)]
+        across = (cols - through[0]) * math.sin(direction) - (rows - through[1]) * math.cos(direction)
         width = rng.uniform(0.5, 1.5) * size / 256
-        streaks += rng.choice([-1.0, 1.0]) * imaging.streak_amplitude * np.exp(-((across / width) ** 2))
+        streaks += float(rng.choice([-1.0, 1.0])) * imaging.streak_amplitude * np.exp(-((across / width) ** 2))
     return streaks
 
 
 def _noise(signal: Array, imaging: ImagingSpec, size: int, rng: np.random.Generator) -> Array:
     std = np.sqrt(imaging.noise_sigma**2 + imaging.shot_noise**2 * np.clip(signal, 0, None))
-    white = rng.standard_normal((size, size))
+    white = rng.standard_normal((size, size), dtype=np.float32)
     # reconstruction correlates neighbouring pixels; rescale so the per-pixel std stays as asked
     correlated = ndimage.gaussian_filter(white, 0.5 * size / 256)
     correlated /= max(float(correlated.std()), 1e-12)
-    return np.asarray(std * correlated, dtype=np.float64)
+    return np.asarray(std * correlated, dtype=np.float32)
 
 
 def detector(blurred: Array, imaging: ImagingSpec, size: int) -> npt.NDArray[np.uint16]:

@@ -22,26 +22,26 @@ def turn_count(cell: CellSpec) -> float:
 def winding_coordinate(cell: CellSpec, r: Array, theta: Array) -> Array:
     """Turns from the inner end of the winding (negative inside the core, past `turn_count` outside)."""
     rng = np.random.default_rng(cell.detail_seed)
-    phase = rng.uniform(0, 2 * np.pi, 2)
+    phase = [float(p) for p in rng.uniform(0, 2 * np.pi, 2)]
     # a slow radial wobble of the turns and a small out-of-roundness growing with the radius
     wavelength = 5.5 * cell.pitch
     wobble = cell.wobble * np.sin(2 * np.pi * r / wavelength + phase[0])
     lobes = 0.25 * cell.wobble * (r / cell.radius) * np.cos(3 * theta + phase[1])
     phi = (theta - cell.winding_start) % (2 * np.pi)
-    return np.asarray((r + wobble + lobes - cell.core_radius) / cell.pitch - phi / (2 * np.pi), dtype=np.float64)
+    return np.asarray((r + wobble + lobes - cell.core_radius) / cell.pitch - phi / (2 * np.pi), dtype=np.float32)
 
 
 def _band(position: Array, centre: Array, half_width: Array, period: float) -> Array:
     """Pixel coverage (0..1) of a periodic band, box-filtered over one pixel against aliasing."""
     distance = np.abs((position - centre + period / 2) % period - period / 2)
-    return np.asarray(np.clip(half_width - distance + 0.5, 0.0, 1.0), dtype=np.float64)
+    return np.asarray(np.clip(half_width - distance + 0.5, 0.0, 1.0), dtype=np.float32)
 
 
 def electrode_layers(cell: CellSpec, s: Array) -> tuple[Array, Array]:
     """Coverage of the cathode and the anode at winding coordinate `s`, with per-turn thickness jitter."""
     rng = np.random.default_rng(cell.detail_seed + 1)
     turns = int(turn_count(cell)) + 3
-    jitter = 1 + cell.thickness_jitter * rng.standard_normal((2, turns))
+    jitter = (1 + cell.thickness_jitter * rng.standard_normal((2, turns))).astype(np.float32)
     turn = np.clip(np.floor(s), 0, turns - 1).astype(np.intp)
     period = cell.pitch
     position = (s - np.floor(s)) * period
@@ -79,4 +79,4 @@ def phantom(cell: CellSpec, coords: CellCoordinates, r: Array | None = None) -> 
     outside = np.clip(radius - cell.radius + 0.5, 0.0, 1.0)
     holder = m.holder * (radius > 1.08 * cell.radius) * (radius < 1.22 * cell.radius)
     image = image * (1 - wall - outside) + 1.0 * wall + (m.background + holder) * outside
-    return np.asarray(image, dtype=np.float64)
+    return np.asarray(image, dtype=np.float32)
