@@ -35,19 +35,20 @@ def main() -> int:
     result: dict[str, Any] = {"size": args.size}
 
     wall, cpu = time.perf_counter(), time.process_time()
-    normal = [preprocess(random_normal_slice(rng, args.size)[0], args.size) for _ in range(args.normal)]
+    normal_raw = [random_normal_slice(rng, args.size)[0] for _ in range(args.normal)]
     result["normal_slices_per_s"] = round(args.normal / (time.perf_counter() - wall), 1)
     result["normal_slices_per_cpu_s"] = round(args.normal / (time.process_time() - cpu), 1)
 
     wall, cpu = time.perf_counter(), time.process_time()
-    defects = {
-        t: [preprocess(random_defect_slice(rng, args.size, t, "medium")[0], args.size) for _ in range(args.per_type)]
-        for t in DEFECT_TYPES
+    defects_raw = {
+        t: [random_defect_slice(rng, args.size, t, "medium")[0] for _ in range(args.per_type)] for t in DEFECT_TYPES
     }
     count = args.per_type * len(DEFECT_TYPES)
     result["defect_slices_per_s"] = round(count / (time.perf_counter() - wall), 1)
     result["defect_slices_per_cpu_s"] = round(count / (time.process_time() - cpu), 1)
 
+    normal = [preprocess(x, args.size) for x in normal_raw]
+    defects = {t: [preprocess(x, args.size) for x in xs] for t, xs in defects_raw.items()}
     # the naive detectors are fitted on one half of the normals and scored on the other
     fit, held = normal[: len(normal) // 2], normal[len(normal) // 2 :]
     level = float(np.median([x.mean() for x in fit]))
