@@ -272,3 +272,11 @@ def _controller_port(state_dir: Path) -> list[int]:
         if line.startswith("controller.quorum.voters="):
             return [int(line.rsplit(":", 1)[1])]
     return []
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    from facade.infra.kafka import new_cluster_id
+
+    ids = {new_cluster_id() for _ in range(2000)}  # about 1 in 64 raw ids would start with '-'
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
