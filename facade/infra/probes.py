@@ -49,6 +49,8 @@ async def _kafka_brokers(bootstrap: str, timeout_s: float) -> int:
 
 def kafka_answers(bootstrap: str, *, timeout_s: float = 3.0) -> bool:
     """True when the broker answers a metadata request and lists at least one (unfenced) broker."""
+    if not bootstrap.strip():
+        return False
     with _quiet_aiokafka():
         return run_async(_kafka_brokers(bootstrap, timeout_s)) > 0
 
