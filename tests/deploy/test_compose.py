@@ -132,4 +132,4 @@ def test_the_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
     assert "HEALTHCHECK" in dockerfile
     assert "python:3.11" in dockerfile
     # Exactly the runtime dependencies of pyproject.toml, which pins them.
-    assert '["project"]["dependencies"]' in dockerfile
+    assert 'project["dependencies"]' in dockerfile and "pip install -r /tmp/requirements.txt" in dockerfile
