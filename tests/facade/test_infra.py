@@ -280,3 +280,43 @@ def test_cluster_ids_never_look_like_an_option() -> None:
     ids = {new_cluster_id() for _ in range(2000)}  # about 1 in 64 raw ids would start with '-'
     assert len(ids) == 2000
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+@pytest.mark.integration
+def test_up_uses_endpoints_the_settings_name_when_they_answer_and_down_leaves_them(
+    infra_settings: Settings, tmp_path: Path
+) -> None:
+    from facade.infra import down, status, up
+
+    named = Settings(
+        kafka_bootstrap=infra_settings.kafka_bootstrap, s3_endpoint=infra_settings.s3_endpoint, state_dir=tmp_path
+    )
+    infra = up(named)
+    assert infra.started == [] and infra.processes == []
+    assert infra.state.kafka.endpoint == infra_settings.kafka_bootstrap and not infra.state.kafka.managed
+    _, services = status(named)
+    assert [s.answering for s in services] == [True, True]
+
+    assert down(named) == []
+    assert load_state(tmp_path) is None
+    assert is_listening(*split_host_port(infra_settings.kafka_bootstrap, 9092))
+    assert is_listening(*split_host_port(infra_settings.s3_endpoint, 9000))
+
+
+@pytest.mark.integration
+def test_a_broker_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> None:
+    from facade.infra import InfraError, up
+
+    broken_libs = libs_dir_for(tmp_path / "libs")
+    broken_libs.mkdir(parents=True)
+    (broken_libs / ".complete").write_text("no jars at all")
+    settings = Settings(state_dir=tmp_path / "state", kafka_libs_dir=tmp_path / "libs")
+
+    said: list[str] = []
+    with pytest.raises(InfraError, match="formatting the Kafka storage"):
+        up(settings, prefer_default_ports=False, reuse_configured=False, progress=said.append)
+
+    assert load_state(tmp_path / "state") is None
+    [moto_pid] = [int(line.split("pid ")[1].split(")")[0]) for line in said if "started moto" in line]
+    with pytest.raises(ProcessLookupError):  # started, then stopped again when the broker failed
+        os.kill(moto_pid, 0)
