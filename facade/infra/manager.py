@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facade.infra.env import infra_env
 from facade.infra.errors import InfraError
-from facade.infra.jars import Progress, ensure_kafka_libs
+from facade.infra.jars import Progress, ensure_kafka_libs, require_java
 from facade.infra.kafka import start_kafka
 from facade.infra.ports import pick_port, split_host_port
 from facade.infra.probes import kafka_answers, s3_answers
@@ -87,6 +87,11 @@ def up(
                 s3 = ServiceRecord(name="s3", endpoint=settings.s3_endpoint)
                 progress(f"s3: using the endpoint at {s3.endpoint}")
 
+            libs = None
+            if kafka is None:
+                # Java and the jars first: a missing tool is reported before anything was started.
+                require_java()
+                libs = ensure_kafka_libs(settings.kafka_libs_dir, progress=progress)
             if s3 is None:
                 _, preferred = split_host_port(settings.s3_endpoint, 9000)
                 port = pick_port(preferred if prefer_default_ports else None)
@@ -94,8 +99,7 @@ def up(
                 processes.append(process)
                 started.append("s3")
                 _save_partial(state_dir, s3=s3, kafka=kafka)
-            if kafka is None:
-                libs = ensure_kafka_libs(settings.kafka_libs_dir, progress=progress)
+            if kafka is None and libs is not None:
                 _, preferred = split_host_port(settings.kafka_bootstrap, 9092)
                 broker = pick_port(preferred if prefer_default_ports else None)
                 controller = pick_port(DEFAULT_CONTROLLER_PORT if prefer_default_ports else None, avoid={broker})

@@ -320,3 +320,25 @@ def test_a_broker_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> No
     [moto_pid] = [int(line.split("pid ")[1].split(")")[0]) for line in said if "started moto" in line]
     with pytest.raises(ProcessLookupError):  # started, then stopped again when the broker failed
         os.kill(moto_pid, 0)
+
+
+def test_without_java_up_says_so_before_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facade.infra import up
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    said: list[str] = []
+    settings = Settings(state_dir=tmp_path / "state", kafka_libs_dir=tmp_path / "libs")
+    with pytest.raises(MissingToolError, match="java not found"):
+        up(settings, prefer_default_ports=False, reuse_configured=False, progress=said.append)
+    assert said == []
+    assert load_state(tmp_path / "state") is None
+
+
+def test_cli_reports_a_missing_tool_with_status_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("BATTERY_CT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("BATTERY_CT_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
+    assert main(["infra", "up"]) == 2
+    assert "error: java not found" in capsys.readouterr().err
