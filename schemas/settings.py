@@ -14,7 +14,7 @@ ENV_PREFIX = "BATTERY_CT_"
 class Settings(BaseSettings):
     """Every setting of battery-ct. Frozen: read once at the edge of a process and passed down.
 
-    The README's settings table is generated from this class (``battery-ct config``), so the
+    The README's settings table is generated from this class (``python -m facade.infra.settings_table``), so the
     description of each field is what an operator reads.
     """
 
