@@ -1,0 +1,192 @@
+"""The retrain consumer against the real broker and S3 endpoint of the session fixtures.
+
+In-process services with tiny 64 px models where nothing crashes; `python -m consumers.retrain`
+subprocesses where a process is killed. Every wait is for messages arriving, bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from consumers.retrain.manifest import MANIFEST_KEY, DatasetManifest
+from consumers.retrain.service import RetrainService
+from model_core.network import NetworkConfig
+from model_core.registry import Registry
+from model_core.scoring import PatchMemoryConfig
+from model_core.training import TrainingConfig
+from schemas.accepted import AcceptedScan
+from schemas.dead_letters import DeadLetter
+from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
+from schemas.settings import Settings
+from storage.object_store import ObjectStore
+from storage.registry_store import S3BlobStore
+from tests.helpers import consume_until, produce_messages
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SIZE = 64
+TINY = TrainingConfig(
+    network=NetworkConfig(image_size=SIZE, depth=2, base_filters=4),
+    memory=PatchMemoryConfig.for_image_size(SIZE, bank_per_row=150),
+    epochs=2,
+    batch_size=8,
+)
+
+
+def spiral(rng: np.random.Generator, pores: int = 0) -> np.ndarray:
+    """A small wound-cell slice (can ring, spiral windings, core, noise) with `pores` dark pores."""
+    centre = SIZE / 2 + rng.uniform(-1.5, 1.5, 2)
+    radius = SIZE * rng.uniform(0.42, 0.45)
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    r, theta = np.hypot(rows - centre[0], cols - centre[1]), np.arctan2(rows - centre[0], cols - centre[1])
+    image = 0.45 + 0.2 * np.cos(2 * np.pi * r / (radius * 0.12) - theta + rng.uniform(0, 2 * np.pi))
+    image[r < radius * 0.15] = 0.1
+    image[r > radius - 1] = 0.05
+    image[np.abs(r - radius) < 1.0] = 1.0
+    for _ in range(pores):
+        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.7) * radius
+        image[np.hypot(rows - centre[0] - at * np.sin(angle), cols - centre[1] - at * np.cos(angle)) < 2.5] = 0.0
+    image += rng.normal(0, 0.02, image.shape)
+    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
+
+
+def png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray((image * 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+class Scans:
+    """Uploads slices to the scans bucket and accepts them on the accepted topic."""
+
+    def __init__(self, settings: Settings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.rng = np.random.default_rng(7)
+        self.count = 0
+        store.ensure_bucket(settings.bucket_scans)
+
+    def upload(self, count: int, *, pores: int = 0) -> list[str]:
+        ids = []
+        for _ in range(count):
+            self.count += 1
+            scan_id = f"cell-{self.count:04d}"
+            self.store.put_bytes(self.settings.bucket_scans, f"{scan_id}.png", png(spiral(self.rng, pores)))
+            ids.append(scan_id)
+        return ids
+
+    async def accept(self, scan_ids: Sequence[str], label: str, *, job_id: str | None = None) -> None:
+        messages = [
+            AcceptedScan(scan_id=s, image_url=f"s3://{self.settings.bucket_scans}/{s}.png", label=label, job_id=job_id)
+            for s in scan_ids
+        ]
+        await self.raw([(m.scan_id.encode(), m.to_json()) for m in messages])
+
+    async def raw(self, messages: list[tuple[bytes | None, bytes]]) -> None:
+        await produce_messages(self.settings, self.settings.topic_accepted, messages)
+
+
+async def updates(settings: Settings, count: int, timeout_s: float = 240) -> list[ModelUpdate]:
+    records = await consume_until(settings, settings.topic_model_updates, count, timeout_s=timeout_s)
+    assert all(r.key == MODEL_UPDATE_KEY for r in records)
+    return [ModelUpdate.from_json(r.value or b"") for r in records]
+
+
+@contextlib.asynccontextmanager
+async def running(service: RetrainService) -> AsyncIterator[RetrainService]:
+    task = asyncio.create_task(service.run())
+    try:
+        yield service
+    finally:
+        service.stop.set()
+        await asyncio.wait_for(task, timeout=120)
+
+
+def registry_of(settings: Settings, store: ObjectStore) -> Registry:
+    return Registry(S3BlobStore(store, settings.bucket_models), owner="test-reader")
+
+
+def manifest_of(settings: Settings, store: ObjectStore) -> DatasetManifest:
+    return DatasetManifest.from_json(store.get_bytes(settings.bucket_datasets, MANIFEST_KEY, max_bytes=1 << 26))
+
+
+@pytest.fixture
+def retrain_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"image_size": SIZE, "retrain_batch_size": 8, "retrain_max_age_s": 3.0, "metrics_port": 0}
+    )
+
+
+async def test_first_batch_trains_bad_input_is_dead_lettered_and_replays_do_not_grow_the_dataset(
+    retrain_settings: Settings, object_store: ObjectStore
+) -> None:
+    settings = retrain_settings
+    scans = Scans(settings, object_store)
+    normals = scans.upload(8)
+    object_store.put_bytes(settings.bucket_scans, "corrupt.png", b"\x89PNG\r\n\x1a\nnot really")
+    bad = AcceptedScan(scan_id="x", image_url="s3://b/k.png", label="normal")
+    poison: list[tuple[bytes | None, bytes]] = [
+        (b"junk", b"{not json"),
+        (b"major", bad.to_json().replace(b'"schema_version":"1.0"', b'"schema_version":"9.0"')),
+        (b"file", bad.model_copy(update={"image_url": "file:///etc/passwd"}).to_json()),
+        (b"missing", bad.model_copy(update={"image_url": f"s3://{settings.bucket_scans}/nope.png"}).to_json()),
+        (b"corrupt", bad.model_copy(update={"image_url": f"s3://{settings.bucket_scans}/corrupt.png"}).to_json()),
+    ]
+    service = RetrainService(settings, training=(TINY, TINY))
+    async with running(service):
+        await scans.raw(poison)
+        await scans.accept(normals, "normal")
+        [first] = await updates(settings, 1)
+        letters = await consume_until(settings, settings.topic_dead_letter, 5)
+
+        # The same scans again (a replay), one waited for by a facade job: nothing grows or trains.
+        await scans.accept(normals, "normal", job_id="job-1")
+        second = (await updates(settings, 2))[1]
+
+    assert first.status == "promoted" and first.parent is None
+    assert first.current_version == first.version and sorted(first.scan_ids) == sorted(normals)
+    assert first.dataset_size == {"normal": 8, "defect": 0}
+    assert first.new_validation_error is not None and first.threshold > 0
+    registry = registry_of(settings, object_store)
+    assert registry.current_version() == first.version
+    assert registry.metadata(first.version).threshold == first.threshold
+
+    reasons = {
+        (letter.key or b"").decode(): DeadLetter.from_json(letter.value or b"").error_class for letter in letters
+    }
+    assert set(reasons) == {"junk", "major", "file", "missing", "corrupt"}
+    assert "AcceptedScanError" in reasons["major"] and "UrlNotAllowed" in reasons["file"]
+    assert "ObjectMissing" in reasons["missing"] and "ImageDecodeError" in reasons["corrupt"]
+
+    assert second.version == first.version and second.job_ids == ["job-1"]
+    assert second.reason is not None and "already" in second.reason
+    assert registry.versions() == [first.version]
+    assert manifest_of(settings, object_store).size_by_label() == {"normal": 8, "defect": 0}
+
+    metric = service.registry.get_sample_value
+    assert metric("battery_ct_retrains_total", {"outcome": "promoted"}) == 1
+    assert metric("battery_ct_dataset_scans", {"label": "normal"}) == 8
+    assert metric("battery_ct_current_model_info", {"version": first.version}) == 1
+    assert metric("battery_ct_current_threshold") == pytest.approx(first.threshold)
+    assert metric("battery_ct_dead_letters_total", {"reason": "invalid_message"}) == 2
+    assert metric("battery_ct_dead_letters_total", {"reason": "object_missing"}) == 1
+    assert total(service, "battery_ct_dead_letters_total") == 5
+
+
+def total(service: RetrainService, name: str) -> float:
+    """The sum of a counter over all its labels."""
+    return sum(
+        sample.value for family in service.registry.collect() for sample in family.samples if sample.name == name
+    )
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
