@@ -9,8 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +32,7 @@ from model_core.training import TrainingConfig
 from schemas.accepted import AcceptedScan
 from schemas.dead_letters import DeadLetter
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
-from schemas.settings import Settings
+from schemas.settings import ENV_PREFIX, Settings
 from storage.object_store import ObjectStore
 from storage.registry_store import S3BlobStore
 from tests.helpers import consume_until, produce_messages
@@ -190,3 +197,90 @@ def total(service: RetrainService, name: str) -> float:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+# -- a crash during training ----------------------------------------------------------------------
+
+
+def env_of(settings: Settings, **overrides: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in {**settings.model_dump(), **overrides}.items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        elif isinstance(value, tuple | list):
+            value = json.dumps(list(value))
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    return env
+
+
+class Process:
+    """`python -m consumers.retrain`, its output copied to a log; `reached(text)` fires when a line has it."""
+
+    def __init__(self, settings: Settings, log: Path, wanted: str) -> None:
+        self.wanted = wanted
+        self.reached = threading.Event()
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "consumers.retrain"],
+            cwd=repo_root(),
+            env=env_of(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._log = log.open("ab")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._log.write(line)
+            self._log.flush()
+            if self.wanted.encode() in line:
+                self.reached.set()
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(timeout=60)
+        self._reader.join(timeout=10)
+        self._log.close()
+
+
+async def test_kill_during_training_redoes_the_batch_and_nothing_half_written_serves(
+    retrain_settings: Settings, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    settings = retrain_settings.model_copy(update={"epochs": 3, "instance_id": "crash-test"})
+    scans = Scans(settings, object_store)
+    normals = scans.upload(8)
+    await scans.accept(normals, "normal")
+
+    first = Process(settings, tmp_path / "first.log", wanted="epoch 1/3")
+    try:
+        assert await asyncio.to_thread(first.reached.wait, 300), (tmp_path / "first.log").read_text()
+        os.kill(first.popen.pid, signal.SIGKILL)  # in the middle of training
+    finally:
+        first.stop()
+    registry = registry_of(settings, object_store)
+    assert registry.current_version() is None
+    assert await consume_until(settings, settings.topic_model_updates, 0, settle_s=1.0) == []
+
+    second = Process(settings, tmp_path / "second.log", wanted="promoted")
+    try:
+        [update] = await updates(settings, 1, timeout_s=300)
+        late = await consume_until(settings, settings.topic_model_updates, 1, settle_s=2.0)
+    finally:
+        second.popen.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(second.popen.wait, 60)
+        second.stop()
+    assert second.popen.returncode == 0
+    assert len(late) == 1  # exactly one update: the batch was redone once, not twice
+    assert update.status == "promoted" and sorted(update.scan_ids) == sorted(normals)
+    assert registry.current_version() == update.version
+    assert registry.status(update.version).status in ("candidate", "promoted")
+    for version in registry.versions():  # every published version is complete and verifies
+        registry.fetch(version, tmp_path / "fetched" / version)
+    assert manifest_of(settings, object_store).size_by_label() == {"normal": 8, "defect": 0}
