@@ -342,3 +342,12 @@ def test_cli_reports_a_missing_tool_with_status_2(
     monkeypatch.setenv("BATTERY_CT_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
     assert main(["infra", "up"]) == 2
     assert "error: java not found" in capsys.readouterr().err
+
+
+def test_maven_download_lines_become_progress() -> None:
+    from facade.infra.jars import _DOWNLOADED
+
+    line = "Downloaded from central: https://repo.example/maven2/org/apache/kafka/kafka_2.13/3.9.2/kafka_2.13-3.9.2.jar (6.2 MB at 3.1 MB/s)"  # noqa: E501
+    match = _DOWNLOADED.match(line)
+    assert match is not None and match.group(1) == "kafka_2.13-3.9.2.jar"
+    assert _DOWNLOADED.match("Downloading from central: https://repo.example/x.jar") is None
