@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from consumers.inference.service import InferenceService
 from consumers.retrain.manifest import MANIFEST_KEY, DatasetManifest
 from consumers.retrain.service import RetrainService
 from model_core.network import NetworkConfig
@@ -32,7 +33,9 @@ from model_core.training import TrainingConfig
 from schemas.accepted import AcceptedScan
 from schemas.dead_letters import DeadLetter
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
+from schemas.scans import ScanEvent
 from schemas.settings import ENV_PREFIX, Settings
+from schemas.verdicts import Verdict
 from storage.object_store import ObjectStore
 from storage.registry_store import S3BlobStore
 from tests.helpers import consume_until, produce_messages
@@ -284,3 +287,101 @@ async def test_kill_during_training_redoes_the_batch_and_nothing_half_written_se
     for version in registry.versions():  # every published version is complete and verifies
         registry.fetch(version, tmp_path / "fetched" / version)
     assert manifest_of(settings, object_store).size_by_label() == {"normal": 8, "defect": 0}
+
+
+# -- with the inference consumer: promotion, a poisoned batch, a rollback --------------------------
+
+
+async def serving(inference: InferenceService, version: str, timeout_s: float = 120) -> None:
+    """Return once the inference consumer serves `version` (it swaps models in the background)."""
+    async with asyncio.timeout(timeout_s):
+        # ModelHolder offers no event to await: poll its state, bounded by the timeout.
+        while (current := inference.holder.current) is None or current.version != version:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def verdict_for(settings: Settings, scans: Scans, seen: int) -> Verdict:
+    """Upload one normal slice, announce it on the scans topic, and return its verdict."""
+    [scan_id] = scans.upload(1)
+    event = ScanEvent(scan_id=scan_id, bucket=settings.bucket_scans, key=f"{scan_id}.png")
+    await produce_messages(settings, settings.topic_scans, [(scan_id.encode(), event.to_json())])
+    records = await consume_until(settings, settings.topic_verdicts, seen + 1, timeout_s=120)
+    verdict = Verdict.from_json(records[-1].value or b"")
+    assert verdict.scan_id == scan_id
+    return verdict
+
+
+async def test_promotion_poisoned_batch_and_rollback_reach_the_inference_consumer(
+    retrain_settings: Settings, object_store: ObjectStore
+) -> None:
+    from model_core.registry import Registry as WritingRegistry
+    from producers.model_updates import publish_model_update, rolled_back_update
+
+    settings = retrain_settings.model_copy(update={"retrain_batch_size": 64})
+    scans = Scans(settings, object_store)
+    retrain = RetrainService(settings, training=(TINY, TINY))
+    async with running(retrain):
+        await scans.accept(scans.upload(32), "normal")
+        [initial] = await updates(settings, 1)
+        assert initial.status == "promoted"
+
+        inference = InferenceService(settings.model_copy(update={"metrics_port": 0}))
+        task = asyncio.create_task(inference.run())
+        try:
+            await serving(inference, initial.version)
+            # Known defects: the threshold is re-evaluated, a new version broadcast and served.
+            await scans.accept(scans.upload(6, pores=1), "defect")
+            promoted = (await updates(settings, 2))[1]
+            assert promoted.status == "promoted" and promoted.version != initial.version
+            await serving(inference, promoted.version)
+            verdict = await verdict_for(settings, scans, 0)
+            assert verdict.model_version == promoted.version and verdict.threshold == pytest.approx(promoted.threshold)
+
+            # A poisoned batch: slices riddled with pores accepted as normal. The gate refuses it.
+            await scans.accept(scans.upload(24, pores=12), "normal")
+            rejected = (await updates(settings, 3))[2]
+            assert rejected.status == "rejected", rejected.reason
+            assert rejected.current_version == promoted.version
+            verdict = await verdict_for(settings, scans, 1)
+            assert verdict.model_version == promoted.version
+
+            # Rollback (what `battery-ct checkpoints rollback` does): later verdicts carry the old version.
+            registry = WritingRegistry(S3BlobStore(object_store, settings.bucket_models), owner="operator")
+            previous = await asyncio.to_thread(registry.rollback, initial.version, reason="test")
+            await publish_model_update(settings, rolled_back_update(registry.metadata(initial.version), previous))
+            await serving(inference, initial.version)
+            verdict = await verdict_for(settings, scans, 2)
+            assert verdict.model_version == initial.version
+            assert verdict.threshold == pytest.approx(initial.threshold)
+        finally:
+            inference.stop.set()
+            await asyncio.wait_for(task, timeout=60)
+
+
+# -- a second instance started by mistake ---------------------------------------------------------
+
+
+async def test_a_second_instance_does_not_write_until_the_first_is_gone(
+    retrain_settings: Settings, object_store: ObjectStore
+) -> None:
+    scans = Scans(retrain_settings, object_store)
+    one = RetrainService(retrain_settings.model_copy(update={"instance_id": "one"}), training=(TINY, TINY))
+    two = RetrainService(retrain_settings.model_copy(update={"instance_id": "two"}), training=(TINY, TINY))
+    async with running(two), running(one):
+        await scans.accept(scans.upload(8), "normal")
+        [first] = await updates(retrain_settings, 1)
+        await consume_until(retrain_settings, retrain_settings.topic_model_updates, 1, settle_s=2.0)
+        assert one.loop is not None and two.loop is not None
+        writers = [s for s in (one, two) if s.loop is not None and s.loop.updates]
+        assert len(writers) == 1  # the group gives the accepted partition to one instance only
+        registry = registry_of(retrain_settings, object_store)
+        assert registry.versions() == [first.version] == [registry.current_version()]
+
+        # The writer goes away; the other takes the partition over and continues from its model.
+        owner, other = (one, two) if writers[0] is one else (two, one)
+        owner.stop.set()
+        await scans.accept(scans.upload(8), "normal")
+        second = (await updates(retrain_settings, 2))[1]
+        assert other.loop is not None and [u.version for u in other.loop.updates] == [second.version]
+        assert second.parent == first.version
+        assert registry.versions() == [first.version, second.version]
