@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_core.network import NetworkConfig
-from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, polar_view
+from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, polar_view, slice_score
 
 if TYPE_CHECKING:
     from model_core.checkpoint import CheckpointMetadata
@@ -77,7 +77,7 @@ class DetectorCore:
         polar, geometry = polar_view(image, self.spec.memory)
         with self._lock:
             patch_map = self.memory.polar_map(polar)
-        score = float(patch_map.max())
+        score = slice_score(patch_map, self.spec.memory)
         return score, image_anomaly_map(patch_map, geometry, self.spec.memory, image.shape)
 
     def scores(self, images: np.ndarray, threshold: float) -> list[ScanScore]:

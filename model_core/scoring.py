@@ -40,6 +40,8 @@ class PatchMemoryConfig(BaseModel):
         ge=0,
         description="Gaussian sigma (pixels) applied before unwrapping: CT noise is white, structures are not",
     )
+    level: bool = Field(False, description="Divide a slice's distances by their median (scan-to-scan noise)")
+    top_k: int = Field(10, ge=1, description="The slice's score is the mean of its top_k map values")
     sampling: Literal["coreset", "random"] = Field(
         "coreset",
         description="How the memory is thinned: greedy k-centre coreset (keeps rare normal patterns) or random",
@@ -161,7 +163,7 @@ class PatchMemory:
     def calibrate_rows(self, polars: Sequence[np.ndarray]) -> None:
         """Scale each row's distances by what held-out normal slices reach there, so the busy core
         and can wall do not outshout the quiet layers in the middle."""
-        distances = np.stack([self.raw_distances(polar) for polar in polars])  # (n, rows, cols)
+        distances = np.stack([self.levelled_distances(polar) for polar in polars])  # (n, rows, cols)
         flat = distances.transpose(1, 0, 2).reshape(distances.shape[1], -1)
         per_row = np.quantile(flat, self.config.scale_quantile, axis=1)
         floor = max(float(np.median(per_row)) * 0.25, 1e-6)
@@ -175,9 +177,19 @@ class PatchMemory:
             out[row] = _nearest_distance(grid[row], self._neighbours[row], self._bank_sq[row])
         return out
 
+    def levelled_distances(self, polar: np.ndarray) -> np.ndarray:
+        """Nearest distances relative to the slice's own typical distance.
+
+        Noise level and contrast differ from scan to scan and lift every patch's distance alike;
+        a defect lifts a few. Dividing by the slice's median keeps the first out of the score."""
+        raw = self.raw_distances(polar)
+        if not self.config.level:
+            return raw
+        return raw / max(float(np.median(raw)), 1e-6)
+
     def polar_map(self, polar: np.ndarray) -> np.ndarray:
         """Scaled, smoothed distance map on the patch grid (rows, columns)."""
-        scaled = self.raw_distances(polar) / self.row_scale[:, None]
+        scaled = self.levelled_distances(polar) / self.row_scale[:, None]
         if self.config.smoothing > 0:
             scaled = ndimage.gaussian_filter(scaled, sigma=self.config.smoothing, mode=("nearest", "wrap"))
         return np.asarray(scaled, dtype=np.float32)
@@ -189,6 +201,13 @@ class PatchMemory:
     def from_arrays(cls, config: PatchMemoryConfig, arrays: dict[str, np.ndarray]) -> PatchMemory:
         bank = [np.ascontiguousarray(row, dtype=np.float32) for row in arrays["bank"]]
         return cls(config=config, bank=bank, row_scale=np.asarray(arrays["row_scale"], dtype=np.float32))
+
+
+def slice_score(patch_map: np.ndarray, config: PatchMemoryConfig) -> float:
+    """The mean of the map's `top_k` highest values: as local as the maximum, less noisy."""
+    flat = patch_map.ravel()
+    k = min(config.top_k, flat.size)
+    return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
 
 
 def patch_map_to_polar(patch_map: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
