@@ -127,6 +127,9 @@ class RetrainJob:
         """Remove candidates a crashed run left behind (never published, or published already)."""
         shutil.rmtree(self._work_dir / "candidates", ignore_errors=True)
 
+    def discard(self, candidate: Candidate) -> None:
+        shutil.rmtree(candidate.directory, ignore_errors=True)
+
     def run(self, plan: BatchPlan, batch_id: str) -> JobResult:
         return self.commit(self.build(plan, batch_id))
 

@@ -25,7 +25,7 @@ from consumers.inference.pipeline import source_record
 from consumers.inference.steps import next_offsets
 from consumers.retrain.batching import BatchPolicy
 from consumers.retrain.intake import Intake, Taken
-from consumers.retrain.job import JobResult, RetrainJob
+from consumers.retrain.job import Candidate, JobResult, RetrainJob
 from consumers.retrain.manifest import DatasetManifest, add_scan, settle_batch
 from consumers.retrain.metrics import RetrainMetrics
 from consumers.retrain.plan import BatchPlan, batch_seed, plan_batch
@@ -88,6 +88,7 @@ class RetrainLoop:
         self._backoff = backoff
         self._pending = Pending()
         self._needs_seek = False
+        self._reload = False
         self.manifest = DatasetManifest()
         self.updates: list[ModelUpdate] = []  # what this loop has broadcast (tests and logs)
 
@@ -100,13 +101,27 @@ class RetrainLoop:
         self._pending = Pending()
         self._needs_seek = True
 
-    async def run(self) -> None:
+    def reload_manifest(self) -> None:
+        """Read the manifest again before the next batch: another instance may have written it."""
+        self._reload = True
+
+    async def _load(self) -> None:
+        self._reload = False
         self.manifest = await retry_transient(
             lambda: asyncio.to_thread(self._load_manifest), what="reading the dataset manifest", stop=self._stop
         )
         self._metrics.dataset(self.manifest.size_by_label())
+
+    def _owns(self, pending: Pending) -> bool:
+        """False once a rebalance took the batch's partition away (the new owner redoes it)."""
+        return self._pending is pending
+
+    async def run(self) -> None:
         try:
+            await self._load()
             while not self._stop.is_set():
+                if self._reload:
+                    await self._load()
                 if self._needs_seek:
                     self._needs_seek = False
                     if assigned := self._consumer.assignment():
@@ -154,7 +169,11 @@ class RetrainLoop:
         log.info("batch of %d scans (%d new): %s", len(scans), len(changed), plan.action)
         if plan.action in ("train", "reevaluate"):
             batch_id = f"{batch_seed(changed):016x}"
-            result = await self._retrain(plan, batch_id)
+            try:
+                result = await self._retrain(plan, batch_id, pending)
+            except _Revoked:
+                log.warning("partitions revoked during the batch: nothing published, the new owner redoes it")
+                return
             if result is not None:
                 manifest = settle_batch(manifest, changed, result.version, rejected=result.status == "rejected")
                 update = batch_update(result, scans, manifest.size_by_label())
@@ -172,6 +191,9 @@ class RetrainLoop:
                 )
         elif plan.action == "wait":
             log.warning("no model yet and no normal scans to train one: %d defects wait in the dataset", len(changed))
+        if not self._owns(pending):
+            log.warning("partitions revoked during the batch: the manifest is left to the new owner")
+            return
         await retry_transient(
             lambda: asyncio.to_thread(self._save_manifest, manifest), what="saving the manifest", stop=self._stop
         )
@@ -179,8 +201,17 @@ class RetrainLoop:
         self._metrics.dataset(manifest.size_by_label())
         await self._deliver([update] if update is not None else [], pending)
 
-    async def _retrain(self, plan: BatchPlan, batch_id: str) -> JobResult | None:
+    async def _retrain(self, plan: BatchPlan, batch_id: str, pending: Pending) -> JobResult | None:
+        """The job's result; None when it failed for good; raises _Revoked when the batch is no longer ours."""
         started = time.monotonic()
+
+        async def commit(candidate: Candidate) -> JobResult:
+            # Checked before every attempt: an instance that lost the partition must not publish.
+            if not self._owns(pending):
+                self._job.discard(candidate)
+                raise _Revoked
+            return await asyncio.to_thread(self._job.commit, candidate)
+
         try:
             # Blocking TensorFlow work: a worker thread, so the consumer keeps heartbeating.
             candidate = await retry_transient(
@@ -189,11 +220,11 @@ class RetrainLoop:
             # Publishing is idempotent (same content, same version): only this part is retried
             # while the object store is down or another writer holds the registry's lease.
             result = await retry_transient(
-                lambda: asyncio.to_thread(self._job.commit, candidate),
+                lambda: commit(candidate),
                 what="publishing the checkpoint",
                 stop=self._stop,
             )
-        except Abandoned:
+        except (Abandoned, _Revoked):
             raise
         except Exception:
             # The scans stay in the dataset (replayed by later batches); the model stays as it is.
@@ -259,6 +290,10 @@ class RetrainLoop:
                 self._metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, highwater - offset))
 
 
+class _Revoked(Exception):  # noqa: N818 (a state, not an error)
+    """The batch's partition was revoked while it was being processed."""
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, loop: RetrainLoop) -> None:
         self._loop = loop
@@ -268,4 +303,5 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._loop.drop_pending(f"{len(revoked)} partitions revoked")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._loop.reload_manifest()
         log.info("assigned partitions %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))

@@ -111,10 +111,10 @@ async def updates(settings: Settings, count: int, timeout_s: float = 240) -> lis
 
 
 @contextlib.asynccontextmanager
-async def running(service: RetrainService) -> AsyncIterator[RetrainService]:
+async def running(service: RetrainService) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(service.run())
     try:
-        yield service
+        yield task
     finally:
         service.stop.set()
         await asyncio.wait_for(task, timeout=120)
@@ -367,7 +367,7 @@ async def test_a_second_instance_does_not_write_until_the_first_is_gone(
     scans = Scans(retrain_settings, object_store)
     one = RetrainService(retrain_settings.model_copy(update={"instance_id": "one"}), training=(TINY, TINY))
     two = RetrainService(retrain_settings.model_copy(update={"instance_id": "two"}), training=(TINY, TINY))
-    async with running(two), running(one):
+    async with running(two) as task_two, running(one) as task_one:
         await scans.accept(scans.upload(8), "normal")
         [first] = await updates(retrain_settings, 1)
         await consume_until(retrain_settings, retrain_settings.topic_model_updates, 1, settle_s=2.0)
@@ -380,6 +380,7 @@ async def test_a_second_instance_does_not_write_until_the_first_is_gone(
         # The writer goes away; the other takes the partition over and continues from its model.
         owner, other = (one, two) if writers[0] is one else (two, one)
         owner.stop.set()
+        await asyncio.wait_for(task_one if owner is one else task_two, timeout=120)
         await scans.accept(scans.upload(8), "normal")
         second = (await updates(retrain_settings, 2))[1]
         assert other.loop is not None and [u.version for u in other.loop.updates] == [second.version]
