@@ -118,9 +118,8 @@ def evaluate_directory(detector: Detector, data: Path, *, max_pixels: int) -> di
 
 
 def _run(args: argparse.Namespace) -> int:
-    from model_core.errors import ModelCoreError
-
     from model_core.detector import Detector
+    from model_core.errors import ModelCoreError
     from schemas.settings import Settings
 
     settings = Settings()

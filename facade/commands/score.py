@@ -38,10 +38,9 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from model_core.errors import ModelCoreError
-
     from facade.commands.train import load_slices
     from model_core.detector import Detector
+    from model_core.errors import ModelCoreError
     from schemas.settings import Settings
 
     settings = Settings()
