@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from consumers.inference.prepare import PreparedBatch, Preparer
-from consumers.inference.steps import Poison, Ready, build_verdict, heatmap_key, stack_images
+from consumers.inference.steps import Poison, Ready, build_verdict, stack_images
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
 from schemas.verdicts import Verdict
+from storage.scans import heatmap_key
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,12 @@ from aiokafka import AIOKafkaConsumer
 
 from consumers.inference.metrics import InferenceMetrics
 from consumers.runtime.http import Health
+from consumers.runtime.model_updates import SERVING_STATUSES, read_model_updates
 from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
-from schemas.model_updates import ModelUpdate
 
 log = logging.getLogger(__name__)
-
-SERVING_STATUSES = ("promoted", "rolled_back")
 
 
 class ModelSource(Protocol):
@@ -124,27 +122,10 @@ class ModelKeeper:
         finally:
             shutil.rmtree(download, ignore_errors=True)
 
-    async def follow(self, updates: AIOKafkaConsumer, topic: str) -> None:
+    async def follow(self, updates: AIOKafkaConsumer) -> None:
         """Apply every promotion or rollback announced from now on (runs until cancelled)."""
-        async for message in updates:
-            try:
-                update = ModelUpdate.from_json(message.value or b"")
-            except ValueError as exc:
-                log.warning("ignoring a malformed model update at %s/%d: %s", topic, message.offset, exc)
-                continue
+        async for update in read_model_updates(updates):
             if update.status not in SERVING_STATUSES:
                 continue
             log.info("model update: %s %s, current is now %s", update.status, update.version, update.current_version)
             await self.load(update.current_version)
-
-
-async def open_updates(updates: AIOKafkaConsumer, topic: str) -> None:
-    """Start following the model-updates topic from its end (the consumer is subscribed without a
-    group, so it owns every partition). What is current now comes from the registry, read after
-    this call, so no update can fall in between."""
-    assigned = sorted(updates.assignment(), key=lambda tp: tp.partition)
-    if not assigned:
-        raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
-    await updates.seek_to_end(*assigned)
-    for tp in assigned:
-        await updates.position(tp)  # resolve the end offsets now, before the registry is read

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.structs import ConsumerRecord
 
-from consumers.inference.delivery import KafkaOutbox, Outgoing
 from consumers.inference.judge import Judge, Judged
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.prepare import PreparedBatch, Preparer
-from consumers.inference.steps import event_age_s, next_offsets, verdict_label
-from consumers.runtime.dead_letters import SourceRecord, dead_letter, error_code
+from consumers.inference.steps import event_age_s, verdict_label
+from consumers.runtime.dead_letters import dead_letter, error_code
 from consumers.runtime.http import Health
+from consumers.runtime.outbox import KafkaOutbox, Outgoing
+from consumers.runtime.records import SourceRecord, next_offsets, source_record
 from consumers.runtime.retry import Abandoned, Backoff, retry_transient
 from model_core.serving import ModelHolder
 from schemas.base import utc_now
@@ -50,10 +50,6 @@ class PipelineConfig:
     batch_size: int
     linger_ms: int
     consumer_name: str
-
-
-def source_record(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
-    return SourceRecord(record.topic, record.partition, record.offset, record.key, record.value, record.timestamp)
 
 
 class InferencePipeline:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from consumers.inference.steps import Job, Parsed, Poison, Ready, parse_records
-from consumers.runtime.dead_letters import SourceRecord
+from consumers.runtime.records import SourceRecord
 from consumers.runtime.retry import Abandoned, Backoff, retry_transient
 from schemas.scans import ScanEvent
+from storage.scans import DecodeFn
 
 FetchFn = Callable[[ScanEvent], Awaitable[bytes]]
-DecodeFn = Callable[[bytes, int], np.ndarray]  # (object bytes, model input size) -> (S, S) float32
 
 
 @dataclass

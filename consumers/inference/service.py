@@ -16,20 +16,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from consumers.inference.delivery import KafkaOutbox
 from consumers.inference.judge import HeatmapWriter, Judge
 from consumers.inference.metrics import InferenceMetrics
-from consumers.inference.models import ModelKeeper, ModelSource, open_updates
+from consumers.inference.models import ModelKeeper, ModelSource
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
-from consumers.inference.prepare import DecodeFn, FetchFn, Preparer
+from consumers.inference.prepare import FetchFn, Preparer
 from consumers.runtime.http import Health, MetricsServer
 from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from consumers.runtime.model_updates import open_model_updates
+from consumers.runtime.outbox import KafkaOutbox
 from consumers.runtime.retry import Abandoned, retry_transient
 from consumers.runtime.shutdown import GracefulShutdown
 from consumers.runtime.topics import ensure_topics, standard_topics
 from model_core.serving import ModelHolder
 from schemas.scans import ScanEvent
 from schemas.settings import Settings
+from storage.scans import scan_decoder
+from storage.urls import ObjectRef
 
 if TYPE_CHECKING:
     from storage.object_store import ObjectStore
@@ -44,15 +47,6 @@ def object_fetcher(store: ObjectStore, settings: Settings) -> FetchFn:
         return await store.aget_bytes(event.bucket, event.key, max_bytes=settings.max_object_bytes)
 
     return fetch
-
-
-def image_decoder(settings: Settings) -> DecodeFn:
-    from model_core.imaging import decode_image, preprocess
-
-    def decode(data: bytes, size: int) -> np.ndarray:
-        return preprocess(decode_image(data, max_pixels=settings.max_image_pixels), size)
-
-    return decode
 
 
 def heatmap_writer(
@@ -73,7 +67,7 @@ def heatmap_writer(
         except Exception as exc:  # a heat map is an extra: the verdict goes out without it
             log.warning("heat map %s not stored (%s: %s)", key, type(exc).__name__, exc)
             return None
-        return f"s3://{settings.bucket_heatmaps}/{key}"
+        return ObjectRef(settings.bucket_heatmaps, key).url
 
     return write
 
@@ -136,12 +130,10 @@ class InferenceService:
         self, store: ObjectStore, keeper: ModelKeeper, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
     ) -> None:
         settings = self.settings
-        updates = make_consumer(settings, settings.topic_model_updates, group_id=None, auto_offset_reset="latest")
-        await updates.start()
+        updates = await open_model_updates(settings)
         follower: asyncio.Task[None] | None = None
         try:
-            await open_updates(updates, settings.topic_model_updates)
-            follower = asyncio.create_task(keeper.follow(updates, settings.topic_model_updates), name="model-updates")
+            follower = asyncio.create_task(keeper.follow(updates), name="model-updates")
             if not await keeper.wait_for_first_model(self.stop):
                 return
             await self._consume(store, model_thread, decode_pool)
@@ -169,7 +161,7 @@ class InferenceService:
         )
         preparer = Preparer(
             object_fetcher(store, settings),
-            image_decoder(settings),
+            scan_decoder(max_pixels=settings.max_image_pixels),
             decode_pool,
             stop=self.stop,
             concurrency=2 * settings.batch_size,

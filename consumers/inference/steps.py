@@ -11,13 +11,11 @@ from datetime import datetime
 
 import numpy as np
 
-from consumers.runtime.dead_letters import SourceRecord
+from consumers.runtime.records import SourceRecord
 from model_core.detector import ScanScore
 from schemas.base import utc_now
 from schemas.scans import ScanEvent, ScanMessageError, parse_scan_message
 from schemas.verdicts import StageTimings, Verdict
-
-TopicPartitionKey = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -71,15 +69,6 @@ def parse_records(records: Iterable[SourceRecord]) -> Parsed:
     return parsed
 
 
-def next_offsets(records: Iterable[SourceRecord]) -> dict[TopicPartitionKey, int]:
-    """The offsets to commit after `records`: one past the last message of each partition."""
-    offsets: dict[TopicPartitionKey, int] = {}
-    for record in records:
-        key = (record.topic, record.partition)
-        offsets[key] = max(offsets.get(key, 0), record.offset + 1)
-    return offsets
-
-
 def stack_images(ready: Sequence[Ready]) -> np.ndarray:
     """The model's input, (N, S, S) float32."""
     return np.stack([item.image for item in ready]).astype(np.float32, copy=False)
@@ -87,11 +76,6 @@ def stack_images(ready: Sequence[Ready]) -> np.ndarray:
 
 def verdict_label(is_anomaly: bool) -> str:
     return "anomaly" if is_anomaly else "normal"
-
-
-def heatmap_key(scan_id: str, model_version: str) -> str:
-    """Where a verdict's heat map lives in the heat-map bucket (one per scan and model version)."""
-    return f"{model_version}/{scan_id}.png"
 
 
 def event_age_s(event: ScanEvent, now: datetime) -> float:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from consumers.retrain.dataset import DatasetImages
 from consumers.retrain.manifest import NewScan, object_key
-from consumers.runtime.dead_letters import SourceRecord
+from consumers.runtime.records import SourceRecord
 from consumers.runtime.retry import retry_transient
 from schemas.accepted import AcceptedScan
 from schemas.settings import Settings

@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from consumers.inference.delivery import KafkaOutbox, Outgoing
-from consumers.inference.pipeline import source_record
-from consumers.inference.steps import next_offsets
 from consumers.retrain.batching import BatchPolicy
 from consumers.retrain.intake import Intake, Taken
 from consumers.retrain.job import Candidate, JobResult, RetrainJob
@@ -30,7 +27,9 @@ from consumers.retrain.manifest import DatasetManifest, add_scan, settle_batch
 from consumers.retrain.metrics import RetrainMetrics
 from consumers.retrain.plan import BatchPlan, batch_seed, plan_batch
 from consumers.retrain.updates import batch_update, unchanged_update
-from consumers.runtime.dead_letters import SourceRecord, dead_letter, error_code
+from consumers.runtime.dead_letters import dead_letter, error_code
+from consumers.runtime.outbox import KafkaOutbox, Outgoing
+from consumers.runtime.records import SourceRecord, next_offsets, source_record
 from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 

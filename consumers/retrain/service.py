@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from consumers.inference.delivery import KafkaOutbox
 from consumers.retrain.batching import BatchPolicy
 from consumers.retrain.dataset import DatasetImages, default_codec
 from consumers.retrain.intake import Intake
@@ -25,6 +24,7 @@ from consumers.retrain.manifest import MANIFEST_KEY, DatasetManifest
 from consumers.retrain.metrics import RetrainMetrics
 from consumers.runtime.http import Health, MetricsServer
 from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from consumers.runtime.outbox import KafkaOutbox
 from consumers.runtime.retry import Abandoned, retry_transient
 from consumers.runtime.shutdown import GracefulShutdown
 from consumers.runtime.topics import ensure_topics, standard_topics

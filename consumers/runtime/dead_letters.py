@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from consumers.runtime.records import SourceRecord
 from schemas.dead_letters import DeadLetter
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """Where a Kafka message came from and what it held; what a dead letter needs to point back."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
 
 
 def error_code(exc: BaseException) -> str:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumers.inference.models import open_updates
-from consumers.runtime.kafka import make_consumer, make_producer
+from consumers.runtime.kafka import make_producer
+from consumers.runtime.model_updates import open_model_updates, read_model_updates
 from consumers.runtime.topics import ensure_topics, standard_topics
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
@@ -72,18 +72,12 @@ class KafkaUpdateFeed:
     async def open(self) -> None:
         settings = self._settings
         await ensure_topics(settings, standard_topics(settings))
-        consumer = make_consumer(settings, settings.topic_model_updates, group_id=None, auto_offset_reset="latest")
-        await consumer.start()
-        self._consumer = consumer
-        await open_updates(consumer, settings.topic_model_updates)
+        self._consumer = await open_model_updates(settings)
 
     async def updates(self) -> AsyncIterator[ModelUpdate]:
         assert self._consumer is not None, "open() first"
-        async for message in self._consumer:
-            try:
-                yield ModelUpdate.from_json(message.value or b"")
-            except ValueError as exc:
-                log.warning("ignoring a malformed model update at offset %d: %s", message.offset, exc)
+        async for update in read_model_updates(self._consumer):
+            yield update
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None

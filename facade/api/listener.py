@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from consumers.runtime.model_updates import SERVING_STATUSES
 from facade.api.jobs import JobStore
 from facade.api.model import ModelLoader
 from facade.api.ports import UpdateFeed
 from schemas.model_updates import ModelUpdate
 
 log = logging.getLogger(__name__)
-
-SERVING_STATUSES = ("promoted", "rolled_back")
 
 
 class UpdatesListener:

@@ -1,6 +1,6 @@
 """/predict's flow: image URL -> policy -> fetch -> decode and preprocess -> score -> optional heat map.
 
-The decode/preprocess and heat-map key are the inference consumer's own functions, so a scan
+The decode/preprocess and the heat-map key are the ones the inference consumer uses (`storage.scans`), so a scan
 gets the same score whether it comes by Kafka or by HTTP.
 """
 
@@ -49,10 +49,11 @@ async def predict(services: Services, detector: Detector, image_url: str, *, hea
 async def store_heatmap(
     services: Services, image: np.ndarray, error_map: np.ndarray, scan_id: str, version: str
 ) -> str:
-    from consumers.inference.steps import heatmap_key
     from model_core.heatmap import render_heatmap_png
+    from storage.scans import heatmap_key
+    from storage.urls import ObjectRef
 
     png = await services.in_decode_pool(render_heatmap_png, image, error_map)
     bucket, key = services.settings.bucket_heatmaps, heatmap_key(scan_id, version)
     await services.store.aput_bytes(bucket, key, png, content_type="image/png")
-    return f"s3://{bucket}/{key}"
+    return ObjectRef(bucket, key).url

@@ -1,5 +1,5 @@
 """The real services: the S3 object store, the registry in it, Kafka, the storage URL policy and
-the inference consumer's decoder. Imported only when the app starts, never at import time."""
+the scan decoder the inference consumer uses too. Imported only when the app starts, never at import time."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ def facade_owner(settings: Settings) -> str:
 
 
 def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
-    from consumers.inference.service import image_decoder
     from model_core.registry import Registry
     from storage.object_store import ObjectStore
     from storage.registry_store import S3BlobStore
+    from storage.scans import scan_decoder
     from storage.urls import parse_image_url
 
     store = ObjectStore.from_settings(settings)
@@ -38,6 +38,6 @@ def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
         publisher=KafkaPublisher(settings),
         feed=KafkaUpdateFeed(settings),
         parse_url=partial(parse_image_url, settings=settings, allowed_buckets=readable_buckets(settings)),
-        decode=image_decoder(settings),
+        decode=scan_decoder(max_pixels=settings.max_image_pixels),
         metrics=metrics,
     )

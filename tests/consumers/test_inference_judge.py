@@ -8,7 +8,7 @@ import pytest
 from consumers.inference.judge import Judge
 from consumers.inference.prepare import PreparedBatch, Preparer
 from consumers.inference.steps import Job, Ready
-from consumers.runtime.dead_letters import SourceRecord
+from consumers.runtime.records import SourceRecord
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
 from schemas.scans import ScanEvent

@@ -10,13 +10,13 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from consumers.inference.delivery import KafkaOutbox, Outgoing
 from consumers.inference.judge import Judge
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import Preparer
-from consumers.inference.steps import TopicPartitionKey
 from consumers.runtime.http import Health
+from consumers.runtime.outbox import KafkaOutbox, Outgoing
+from consumers.runtime.records import TopicPartitionKey
 from consumers.runtime.retry import Backoff
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from consumers.inference.prepare import Preparer
-from consumers.runtime.dead_letters import SourceRecord
+from consumers.runtime.records import SourceRecord
 from consumers.runtime.retry import Abandoned, Backoff
 from schemas.scans import ScanEvent
 

@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from consumers.inference.steps import Job, Ready, build_verdict, next_offsets, parse_records
-from consumers.runtime.dead_letters import SourceRecord
+from consumers.inference.steps import Job, Ready, build_verdict, parse_records
+from consumers.runtime.records import SourceRecord
 from model_core.detector import ScanScore
 from schemas.scans import ScanEvent, ScanMessageError
 
@@ -59,11 +59,6 @@ def test_poison_messages_are_separated_with_their_reason() -> None:
     assert [p.source.offset for p in parsed.poisons] == [0, 1, 2, 3]
     assert all(isinstance(p.error, ScanMessageError) for p in parsed.poisons)
     assert "major" in str(parsed.poisons[1].error)
-
-
-def test_offsets_to_commit_are_one_past_the_last_per_partition() -> None:
-    records = [record(b"", 5, 0), record(b"", 7, 0), record(b"", 3, 1), record(b"", 6, 0)]
-    assert next_offsets(records) == {("ct.scans", 0): 8, ("ct.scans", 1): 4}
 
 
 def test_verdict_carries_scores_version_and_timings() -> None:

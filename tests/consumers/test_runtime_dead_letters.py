@@ -1,4 +1,5 @@
-from consumers.runtime.dead_letters import SourceRecord, dead_letter, error_code
+from consumers.runtime.dead_letters import dead_letter, error_code
+from consumers.runtime.records import SourceRecord
 from schemas.dead_letters import DeadLetter
 
 

@@ -18,7 +18,6 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from consumers.inference.service import image_decoder
 from facade.api.app import create_app
 from facade.api.metrics import FacadeMetrics
 from facade.api.services import Services
@@ -29,6 +28,7 @@ from schemas.base import utc_now
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 from storage.errors import ObjectMissing, StoreUnavailable
+from storage.scans import scan_decoder
 
 
 def png_bytes(size: int = 64) -> bytes:
@@ -182,7 +182,7 @@ def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
             publisher=kafka,
             feed=kafka,
             parse_url=fake_policy,
-            decode=image_decoder(settings),
+            decode=scan_decoder(max_pixels=settings.max_image_pixels),
             metrics=metrics,
         )
         services.model._loader = loads_version  # a stand-in detector instead of Keras

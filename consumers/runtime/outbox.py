@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumers.inference.steps import TopicPartitionKey
+from consumers.runtime.records import TopicPartitionKey
 
 log = logging.getLogger(__name__)
 

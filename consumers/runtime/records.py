@@ -1,0 +1,35 @@
+"""A consumed Kafka message as both services keep it, and the offsets to commit after a batch of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.structs import ConsumerRecord
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """Where a Kafka message came from and what it held; what a dead letter needs to point back."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+def source_record(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+    return SourceRecord(record.topic, record.partition, record.offset, record.key, record.value, record.timestamp)
+
+
+def next_offsets(records: Iterable[SourceRecord]) -> dict[TopicPartitionKey, int]:
+    """The offsets to commit after `records`: one past the last message of each partition."""
+    offsets: dict[TopicPartitionKey, int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        offsets[key] = max(offsets.get(key, 0), record.offset + 1)
+    return offsets
