@@ -16,8 +16,15 @@ class StageTimings(BaseModel):
     fetch_ms: float = Field(ge=0)
     decode_ms: float = Field(ge=0)
     model_ms: float = Field(ge=0, description="The scan's share of its micro-batch's model time")
-    publish_ms: float | None = Field(None, ge=0)
-    event_to_verdict_ms: float | None = Field(None, ge=0)
+    publish_ms: float | None = Field(
+        None,
+        ge=0,
+        description="Always null from the inference consumer: a verdict is serialised before the transaction "
+        "that publishes it (the publish stage is the battery_ct_stage_seconds{stage=publish} metric)",
+    )
+    event_to_verdict_ms: float | None = Field(
+        None, ge=0, description="From the scan's event time to the verdict being made (before it is published)"
+    )
 
 
 class Verdict(Message):

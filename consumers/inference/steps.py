@@ -110,6 +110,9 @@ def build_verdict(
             fetch_ms=item.fetch_s * 1000,
             decode_ms=item.decode_s * 1000,
             model_ms=model_s * 1000,
+            # The verdict is serialised before the transaction that publishes it, so its own publish
+            # time cannot be in it: always None here; the publish stage is the stage_seconds metric.
+            publish_ms=None,
             event_to_verdict_ms=event_age_s(event, now) * 1000,
         ),
         batch_size=batch_size,

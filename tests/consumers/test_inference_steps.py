@@ -74,4 +74,5 @@ def test_verdict_carries_scores_version_and_timings() -> None:
     assert verdict.timings is not None
     assert verdict.timings.fetch_ms == 10.0
     assert verdict.timings.event_to_verdict_ms == 2000.0
+    assert verdict.timings.publish_ms is None  # not knowable before the verdict is published
     assert verdict.batch_size == 8
