@@ -25,6 +25,7 @@ from consumers.retrain.metrics import RetrainMetrics
 from consumers.runtime.http import Health, MetricsServer
 from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
 from consumers.runtime.outbox import KafkaOutbox
+from consumers.runtime.registry import service_registry
 from consumers.runtime.retry import Abandoned, retry_transient
 from consumers.runtime.shutdown import GracefulShutdown
 from consumers.runtime.topics import ensure_topics, standard_topics
@@ -97,7 +98,7 @@ class RetrainService:
         replay_factor: float = 2.0,
     ) -> None:
         self.settings = settings
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or service_registry()
         self.metrics = RetrainMetrics(self.registry)
         self.health = Health()
         self.stop = stop or asyncio.Event()

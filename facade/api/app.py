@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from consumers.runtime.registry import service_registry
 from facade.api.errors import install_error_handlers
 from facade.api.metrics import FacadeMetrics, MetricsMiddleware
 from facade.api.routers import checkpoints, ops, scoring, training
@@ -33,7 +34,7 @@ def create_app(
 ) -> FastAPI:
     """The facade for `settings`; `registry` receives its metrics, `services_factory` (tests)
     replaces the real clients."""
-    metrics = FacadeMetrics(registry or CollectorRegistry())
+    metrics = FacadeMetrics(registry or service_registry())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,20 +9,20 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from consumers.inference.metrics import InferenceMetrics
 from consumers.retrain.metrics import RetrainMetrics
+from consumers.runtime.registry import service_registry
 from facade.api.metrics import FacadeMetrics
 from tests.deploy.deploy_files import DEPLOY, REPO, metric_names, panel_queries, rule_exprs
 
 
 def exposed_names() -> set[str]:
-    """Every sample name a battery-ct process exposes: the three services' metric classes on fresh
-    registries, as the services build them (their injected registries carry no process collector)."""
+    """Every sample name a battery-ct process exposes: the three services' metric classes on the
+    registry each service builds (with the process and platform collectors)."""
     names: set[str] = set()
     for build in (InferenceMetrics, RetrainMetrics, FacadeMetrics):
-        registry = CollectorRegistry()
+        registry = service_registry()
         build(registry)
         for family in registry.collect():
             names.add(family.name)
@@ -78,6 +78,8 @@ def test_the_dashboard_shows_every_metric_of_the_contract(dashboard: dict[str, A
         "Retrain outcomes",
         "Retrain duration",
         "Validation and anomaly error",
+        "Process memory",
+        "Process CPU",
     ],
 )
 def test_the_dashboard_has_the_panels_operators_asked_for(dashboard: dict[str, Any], title: str) -> None:

@@ -27,10 +27,10 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from prometheus_client import CollectorRegistry
 
 from consumers.inference.service import InferenceService
 from consumers.retrain.service import RetrainService
+from consumers.runtime.registry import service_registry
 from facade.api.app import create_app
 from model_core.network import NetworkConfig
 from model_core.scoring import PatchMemoryConfig
@@ -205,8 +205,8 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
     for bucket in (settings.bucket_scans, settings.bucket_models, settings.bucket_datasets):
         object_store.ensure_bucket(bucket)
     api = facade.start()
-    inference = InferenceService(settings, registry=CollectorRegistry())
-    retrain = RetrainService(settings, registry=CollectorRegistry(), training=(TINY, TINY))
+    inference = InferenceService(settings, registry=service_registry())
+    retrain = RetrainService(settings, registry=service_registry(), training=(TINY, TINY))
     async with running(retrain) as retrain_at, running(inference) as inference_at:
         prometheus = PrometheusServer(tmp_path, {"inference": inference_at, "retrain": retrain_at, "api": api})
         try:
