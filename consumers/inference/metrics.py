@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from consumers.runtime.serving import ModelMetrics
+
 STAGES = ("fetch", "decode", "model", "publish")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-class InferenceMetrics:
+class InferenceMetrics(ModelMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.scans = Counter("battery_ct_scans_total", "Scans judged", ["verdict"], registry=registry)
         self.dead_letters = Counter(
             "battery_ct_dead_letters_total",
@@ -34,13 +37,6 @@ class InferenceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self.model_info = Gauge(
-            "battery_ct_model_info", "The model version serving (1)", ["version"], registry=registry
-        )
-        self.model_threshold = Gauge("battery_ct_model_threshold", "Threshold of the serving model", registry=registry)
-        self.model_load_failures = Counter(
-            "battery_ct_model_load_failures_total", "Checkpoints that could not be loaded", registry=registry
-        )
         self.consumer_lag = Gauge(
             "battery_ct_consumer_lag_messages",
             "Messages behind the end of the partition",
@@ -52,8 +48,3 @@ class InferenceMetrics:
             self.scans.labels(verdict=verdict)
         for stage in STAGES:
             self.stage_seconds.labels(stage=stage)
-
-    def model_serving(self, version: str, threshold: float) -> None:
-        self.model_info.clear()
-        self.model_info.labels(version=version).set(1)
-        self.model_threshold.set(threshold)

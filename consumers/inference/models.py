@@ -9,11 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 
@@ -21,18 +18,11 @@ from consumers.inference.metrics import InferenceMetrics
 from consumers.runtime.http import Health
 from consumers.runtime.model_updates import SERVING_STATUSES, read_model_updates
 from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
+from consumers.runtime.serving import ModelSource, fetch_and_load
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
 
 log = logging.getLogger(__name__)
-
-
-class ModelSource(Protocol):
-    """The part of `model_core.registry.Registry` the consumer needs."""
-
-    def current_version(self) -> str | None: ...
-
-    def fetch(self, version: str, dest: Path) -> Path: ...
 
 
 class ModelKeeper:
@@ -88,7 +78,7 @@ class ModelKeeper:
                 return True
             try:
                 detector = await retry_transient(
-                    lambda: asyncio.to_thread(self._fetch_and_load, version),
+                    lambda: asyncio.to_thread(fetch_and_load, self._source, version, self._work_dir, self._loader),
                     what=f"loading model {version}",
                     stop=stop,
                     backoff=self._backoff,
@@ -111,16 +101,6 @@ class ModelKeeper:
                 None if previous is None else previous.version,
             )
             return True
-
-    def _fetch_and_load(self, version: str) -> Detector:
-        # A private download directory: replicas on one host share checkpoint_dir, and a download
-        # must never be read while another process writes it. The loaded model lives in memory.
-        self._work_dir.mkdir(parents=True, exist_ok=True)
-        download = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=self._work_dir))
-        try:
-            return self._loader(self._source.fetch(version, download / "checkpoint"))
-        finally:
-            shutil.rmtree(download, ignore_errors=True)
 
     async def follow(self, updates: AIOKafkaConsumer) -> None:
         """Apply every promotion or rollback announced from now on (runs until cancelled)."""

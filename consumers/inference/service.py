@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.inference.judge import HeatmapWriter, Judge
 from consumers.inference.metrics import InferenceMetrics
-from consumers.inference.models import ModelKeeper, ModelSource
+from consumers.inference.models import ModelKeeper
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import FetchFn, Preparer
 from consumers.runtime.http import Health, MetricsServer
@@ -27,7 +27,8 @@ from consumers.runtime.model_updates import open_model_updates
 from consumers.runtime.outbox import KafkaOutbox
 from consumers.runtime.registry import service_registry
 from consumers.runtime.retry import Abandoned, retry_transient
-from consumers.runtime.shutdown import GracefulShutdown
+from consumers.runtime.serving import ModelSource
+from consumers.runtime.shutdown import serve_until_signalled
 from consumers.runtime.topics import ensure_topics, standard_topics
 from model_core.serving import ModelHolder
 from schemas.scans import ScanEvent
@@ -208,11 +209,4 @@ def _object_store(settings: Settings) -> ObjectStore:
 
 async def run(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; finish the batch in flight, commit, return 0."""
-    shutdown = GracefulShutdown()
-    shutdown.install()
-    try:
-        await InferenceService(settings, stop=shutdown.requested).run()
-    finally:
-        shutdown.uninstall()
-    log.info("inference consumer stopped")
-    return 0
+    return await serve_until_signalled(lambda stop: InferenceService(settings, stop=stop).run(), "inference consumer")

@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sys
-
 from consumers.retrain.service import run
-from schemas.settings import Settings
-
-
-def main() -> int:
-    settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    return asyncio.run(run(settings))
-
+from consumers.runtime.shutdown import run_in_foreground
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_in_foreground(run))

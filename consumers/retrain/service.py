@@ -27,7 +27,7 @@ from consumers.runtime.kafka import instance_id, make_consumer, make_producer, t
 from consumers.runtime.outbox import KafkaOutbox
 from consumers.runtime.registry import service_registry
 from consumers.runtime.retry import Abandoned, retry_transient
-from consumers.runtime.shutdown import GracefulShutdown
+from consumers.runtime.shutdown import serve_until_signalled
 from consumers.runtime.topics import ensure_topics, standard_topics
 from model_core.network import NetworkConfig
 from model_core.scoring import PatchMemoryConfig
@@ -213,11 +213,4 @@ def _object_store(settings: Settings) -> ObjectStore:
 
 async def run(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; finish the batch in flight, commit, return 0."""
-    shutdown = GracefulShutdown()
-    shutdown.install()
-    try:
-        await RetrainService(settings, stop=shutdown.requested).run()
-    finally:
-        shutdown.uninstall()
-    log.info("retrain consumer stopped")
-    return 0
+    return await serve_until_signalled(lambda stop: RetrainService(settings, stop=stop).run(), "retrain consumer")

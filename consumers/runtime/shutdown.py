@@ -1,4 +1,5 @@
-"""Graceful shutdown: SIGTERM or SIGINT sets an event the service loops watch."""
+"""A service process's lifecycle: SIGTERM or SIGINT sets an event the service loops watch; the
+service runs until it has finished its work in flight; `python -m` runs it in the foreground."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +52,24 @@ class GracefulShutdown:
             os.kill(os.getpid(), sig)
             return
         self.request(sig.name)
+
+
+async def serve_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]], name: str) -> int:
+    """Run `serve(stop)` until SIGTERM or SIGINT sets `stop` and it returns; then 0."""
+    shutdown = GracefulShutdown()
+    shutdown.install()
+    try:
+        await serve(shutdown.requested)
+    finally:
+        shutdown.uninstall()
+    log.info("%s stopped", name)
+    return 0
+
+
+def run_in_foreground(run: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
+    """`python -m consumers.<service>`: settings from the environment, logs to stderr, run."""
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return asyncio.run(run(settings))

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consumers.runtime.serving import ModelMetrics
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 UNMATCHED = "unmatched"
 
 
-class FacadeMetrics:
+class FacadeMetrics(ModelMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
+        super().__init__(registry)
         self.requests = Counter(
             "battery_ct_http_requests_total", "HTTP requests by route and status", ["path", "status"], registry=registry
         )
@@ -25,18 +27,6 @@ class FacadeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self.model_info = Gauge(
-            "battery_ct_model_info", "The model version serving (1)", ["version"], registry=registry
-        )
-        self.model_threshold = Gauge("battery_ct_model_threshold", "Threshold of the serving model", registry=registry)
-        self.model_load_failures = Counter(
-            "battery_ct_model_load_failures_total", "Checkpoints that could not be loaded", registry=registry
-        )
-
-    def model_serving(self, version: str, threshold: float) -> None:
-        self.model_info.clear()
-        self.model_info.labels(version=version).set(1)
-        self.model_threshold.set(threshold)
 
 
 class MetricsMiddleware:

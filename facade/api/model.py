@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from consumers.runtime.retry import is_retriable
+from consumers.runtime.serving import fetch_and_load
 from facade.api.metrics import FacadeMetrics
 from facade.api.ports import Catalog
 from model_core.detector import Detector
@@ -54,9 +54,9 @@ class ModelLoader:
             if version in self.refused:
                 return False
             try:
-                detector = await asyncio.to_thread(self._fetch_and_load, version)
+                detector = await asyncio.to_thread(fetch_and_load, self._catalog, version, self._work_dir, self._loader)
             except Exception as exc:
-                if getattr(exc, "retriable", False) or isinstance(exc, ConnectionError | TimeoutError):
+                if is_retriable(exc):
                     raise  # the store is down: not the checkpoint's fault, try again later
                 self.refused.add(version)
                 self._metrics.model_load_failures.inc()
@@ -66,13 +66,3 @@ class ModelLoader:
             self._metrics.model_serving(detector.version, detector.threshold)
             log.info("model %s serving (threshold %.6g)", detector.version, detector.threshold)
             return True
-
-    def _fetch_and_load(self, version: str) -> Detector:
-        # A private download directory: consumers and facades on one host share checkpoint_dir.
-        # The loaded model lives in memory, so the download goes once it is loaded.
-        self._work_dir.mkdir(parents=True, exist_ok=True)
-        download = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=self._work_dir))
-        try:
-            return self._loader(self._catalog.fetch(version, download / "checkpoint"))
-        finally:
-            shutil.rmtree(download, ignore_errors=True)
