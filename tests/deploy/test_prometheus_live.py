@@ -211,6 +211,15 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
         prometheus = PrometheusServer(tmp_path, {"inference": inference_at, "retrain": retrain_at, "api": api})
         try:
             await asyncio.to_thread(wait_for, prometheus.ready, "prometheus to be ready", 60)
+            # Prometheus scrapes its first targets a few seconds after it is ready (its target updates
+            # are throttled): the stream must start after a first sample of every target, or rate()
+            # sees the counters only after they changed and every rate panel is empty.
+            await asyncio.to_thread(
+                wait_for,
+                lambda: prometheus.value('count(up{job=~"inference|retrain|api"} == 1)') == 3,
+                "a first scrape of every service",
+                60,
+            )
 
             # Operators accept normal scans: the retrain consumer trains and broadcasts the first model.
             train, stream = slices[:TRAIN_SCANS], slices[TRAIN_SCANS:]
