@@ -9,6 +9,8 @@ started the fixture fails: a test that needs the infrastructure never skips.
 `settings` (function): a copy with unique topic names, consumer groups, transactional-id prefix
 and bucket names, and its topics created, so tests never see each other's messages.
 `object_store` (function): an ObjectStore for `settings` (buckets are made by whoever needs them).
+`tiny_checkpoints` (session): three tiny 64 px detectors (v1, v2, v3: different seeds, so different
+content and versions), trained once for every test that only needs some model to serve.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 
 from schemas.settings import Settings
 from storage.object_store import ObjectStore
-from tests.helpers import run_sync, wait_for_leaders
+from tests.helpers import run_sync, spiral_slice, wait_for_leaders
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +99,28 @@ async def _delete_topics(settings: Settings, names: list[str]) -> None:
 @pytest.fixture
 def object_store(settings: Settings) -> ObjectStore:
     return ObjectStore.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoint directories `v1`, `v2`, `v3`; treat them as read-only (they are shared)."""
+    import numpy as np
+
+    from model_core.network import NetworkConfig
+    from model_core.scoring import PatchMemoryConfig
+    from model_core.training import TrainingConfig, train_detector
+
+    rng = np.random.default_rng(0)
+    normal = np.stack([spiral_slice(rng) for _ in range(12)])
+    root = tmp_path_factory.mktemp("tiny-checkpoints")
+    out = {}
+    for seed, name in enumerate(("v1", "v2", "v3")):
+        config = TrainingConfig(
+            network=NetworkConfig(image_size=64, depth=2, base_filters=4),
+            memory=PatchMemoryConfig.for_image_size(64, bank_per_row=100),
+            epochs=1,
+            batch_size=8,
+            seed=seed,
+        )
+        out[name] = train_detector(normal, None, config).save(root / name, version=f"tiny-{name}")
+    return out

@@ -1,16 +1,22 @@
-"""Helpers for tests against the real broker: produce messages, and read committed ones until enough arrived."""
+"""Helpers for tests: produce messages to the real broker and read committed ones until enough arrived;
+small synthetic cell slices; the environment of a service subprocess."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import os
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from PIL import Image
 
-from schemas.settings import Settings
+from schemas.settings import ENV_PREFIX, Settings
 
 T = TypeVar("T")
 
@@ -95,3 +101,43 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code (a sync fixture), even while an event loop runs in this thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def spiral_slice(rng: np.random.Generator, size: int = 64, pores: int = 0) -> np.ndarray:
+    """A small wound-cell slice (can ring, spiral windings, core, noise) with `pores` dark pores."""
+    centre = size / 2 + rng.uniform(-1.5, 1.5, 2)
+    radius = size * rng.uniform(0.42, 0.45)
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    r, theta = np.hypot(rows - centre[0], cols - centre[1]), np.arctan2(rows - centre[0], cols - centre[1])
+    image = 0.45 + 0.2 * np.cos(2 * np.pi * r / (radius * 0.12) - theta + rng.uniform(0, 2 * np.pi))
+    image[r < radius * 0.15] = 0.1
+    image[r > radius - 1] = 0.05
+    image[np.abs(r - radius) < 1.0] = 1.0
+    for _ in range(pores):
+        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.7) * radius
+        image[np.hypot(rows - centre[0] - at * np.sin(angle), cols - centre[1] - at * np.cos(angle)) < 2.5] = 0.0
+    image += rng.normal(0, 0.02, image.shape)
+    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An image in [0, 1] as an 8-bit grayscale PNG."""
+    out = io.BytesIO()
+    Image.fromarray((image * 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def env_of(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """This process's environment plus `settings` (and `overrides`) as BATTERY_CT_* variables."""
+    env = dict(os.environ)
+    for name, value in {**settings.model_dump(), **overrides}.items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        elif isinstance(value, tuple | list):
+            value = json.dumps(list(value))
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    return env

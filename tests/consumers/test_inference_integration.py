@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,10 +28,10 @@ from model_core.registry import Registry
 from schemas.dead_letters import DeadLetter
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 from schemas.scans import ScanEvent
-from schemas.settings import ENV_PREFIX, Settings
+from schemas.settings import Settings
 from schemas.verdicts import Verdict
 from storage.object_store import ObjectStore
-from tests.helpers import ConsumeTimeout, consume_until, produce_messages
+from tests.helpers import ConsumeTimeout, consume_until, env_of, png_bytes, produce_messages, spiral_slice
 
 pytestmark = pytest.mark.integration
 
@@ -43,50 +42,10 @@ REPO = Path(__file__).resolve().parents[2]
 # -- data and model ---------------------------------------------------------------------------
 
 
-def spiral(rng: np.random.Generator, pore: bool = False) -> np.ndarray:
-    """A small wound-cell slice: can ring, spiral windings, core, noise; optionally a dark pore."""
-    centre = SIZE / 2 + rng.uniform(-1.5, 1.5, 2)
-    radius = SIZE * rng.uniform(0.42, 0.45)
-    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
-    r, theta = np.hypot(rows - centre[0], cols - centre[1]), np.arctan2(rows - centre[0], cols - centre[1])
-    image = 0.45 + 0.2 * np.cos(2 * np.pi * r / (radius * 0.12) - theta + rng.uniform(0, 2 * np.pi))
-    image[r < radius * 0.15] = 0.1
-    image[r > radius - 1] = 0.05
-    image[np.abs(r - radius) < 1.0] = 1.0
-    if pore:
-        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.7) * radius
-        image[np.hypot(rows - centre[0] - at * np.sin(angle), cols - centre[1] - at * np.cos(angle)) < 2.5] = 0.0
-    image += rng.normal(0, 0.02, image.shape)
-    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
-
-
-def png(image: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray((image * 255).astype(np.uint8)).save(out, format="PNG")
-    return out.getvalue()
-
-
 @pytest.fixture(scope="session")
-def trained_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three tiny detectors (one epoch each, different seeds, so different content): v1, v2, bad."""
-    from model_core.network import NetworkConfig
-    from model_core.scoring import PatchMemoryConfig
-    from model_core.training import TrainingConfig, train_detector
-
-    rng = np.random.default_rng(0)
-    normal = np.stack([spiral(rng) for _ in range(12)])
-    root = tmp_path_factory.mktemp("checkpoints")
-    out = {}
-    for seed, name in enumerate(("v1", "v2", "bad")):
-        config = TrainingConfig(
-            network=NetworkConfig(image_size=SIZE, depth=2, base_filters=4),
-            memory=PatchMemoryConfig.for_image_size(SIZE, bank_per_row=100),
-            epochs=1,
-            batch_size=8,
-            seed=seed,
-        )
-        out[name] = train_detector(normal, None, config).save(root / name, version=f"it-{name}")
-    return out
+def trained_checkpoints(tiny_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    """v1 serves first, v2 is promoted later, `bad` is damaged in the store once published."""
+    return {"v1": tiny_checkpoints["v1"], "v2": tiny_checkpoints["v2"], "bad": tiny_checkpoints["v3"]}
 
 
 def registry_of(store: ObjectStore, settings: Settings) -> Registry:
@@ -140,7 +99,9 @@ async def upload_scans(
     events = []
     for i in range(count):
         key = f"{prefix}/cell-{i:04d}.png"
-        await asyncio.to_thread(store.put_bytes, settings.bucket_scans, key, png(spiral(rng, pore=i % 5 == 0)))
+        await asyncio.to_thread(
+            store.put_bytes, settings.bucket_scans, key, png_bytes(spiral_slice(rng, SIZE, pores=int(i % 5 == 0)))
+        )
         events.append(ScanEvent(scan_id=f"{prefix}/cell-{i:04d}", bucket=settings.bucket_scans, key=key))
     return events
 
@@ -165,21 +126,6 @@ async def running(served: Settings) -> AsyncIterator[InferenceService]:
 
 
 # -- subprocesses -------------------------------------------------------------------------------
-
-
-def env_of(settings: Settings, **overrides: Any) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in {**settings.model_dump(), **overrides}.items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        elif isinstance(value, tuple | list):
-            value = json.dumps(list(value))
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
 
 
 @pytest.fixture
@@ -331,12 +277,12 @@ async def test_two_consumers_share_four_partitions_and_judge_each_scan_once(
     served: Settings, object_store: ObjectStore, consumer_processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     settings = served
-    events = await upload_scans(settings, object_store, 80, prefix="scale")
+    events = await upload_scans(settings, object_store, 40, prefix="scale")
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     a = start_consumer(consumer_processes, settings, logs[0], instance_id="a")
     b = start_consumer(consumer_processes, settings, logs[1], instance_id="b")
     await publish_events(settings, events)
-    verdicts = verdicts_of(await read(settings, settings.topic_verdicts, at_least=80, within_s=240, idle_s=3))
+    verdicts = verdicts_of(await read(settings, settings.topic_verdicts, at_least=40, within_s=240, idle_s=3))
     counts = Counter(v.scan_id for v in verdicts)
     assert set(counts) == {e.scan_id for e in events}
     assert set(counts.values()) == {1}

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import os
 import signal
 import subprocess
@@ -17,11 +15,9 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from consumers.inference.service import InferenceService
 from consumers.retrain.manifest import MANIFEST_KEY, DatasetManifest
@@ -34,11 +30,11 @@ from schemas.accepted import AcceptedScan
 from schemas.dead_letters import DeadLetter
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 from schemas.scans import ScanEvent
-from schemas.settings import ENV_PREFIX, Settings
+from schemas.settings import Settings
 from schemas.verdicts import Verdict
 from storage.object_store import ObjectStore
 from storage.registry_store import S3BlobStore
-from tests.helpers import consume_until, produce_messages
+from tests.helpers import consume_until, env_of, png_bytes, produce_messages, spiral_slice
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,29 +45,6 @@ TINY = TrainingConfig(
     epochs=2,
     batch_size=8,
 )
-
-
-def spiral(rng: np.random.Generator, pores: int = 0) -> np.ndarray:
-    """A small wound-cell slice (can ring, spiral windings, core, noise) with `pores` dark pores."""
-    centre = SIZE / 2 + rng.uniform(-1.5, 1.5, 2)
-    radius = SIZE * rng.uniform(0.42, 0.45)
-    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
-    r, theta = np.hypot(rows - centre[0], cols - centre[1]), np.arctan2(rows - centre[0], cols - centre[1])
-    image = 0.45 + 0.2 * np.cos(2 * np.pi * r / (radius * 0.12) - theta + rng.uniform(0, 2 * np.pi))
-    image[r < radius * 0.15] = 0.1
-    image[r > radius - 1] = 0.05
-    image[np.abs(r - radius) < 1.0] = 1.0
-    for _ in range(pores):
-        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.7) * radius
-        image[np.hypot(rows - centre[0] - at * np.sin(angle), cols - centre[1] - at * np.cos(angle)) < 2.5] = 0.0
-    image += rng.normal(0, 0.02, image.shape)
-    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
-
-
-def png(image: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray((image * 255).astype(np.uint8)).save(out, format="PNG")
-    return out.getvalue()
 
 
 class Scans:
@@ -89,7 +62,9 @@ class Scans:
         for _ in range(count):
             self.count += 1
             scan_id = f"cell-{self.count:04d}"
-            self.store.put_bytes(self.settings.bucket_scans, f"{scan_id}.png", png(spiral(self.rng, pores)))
+            self.store.put_bytes(
+                self.settings.bucket_scans, f"{scan_id}.png", png_bytes(spiral_slice(self.rng, SIZE, pores))
+            )
             ids.append(scan_id)
         return ids
 
@@ -203,21 +178,6 @@ def repo_root() -> Path:
 
 
 # -- a crash during training ----------------------------------------------------------------------
-
-
-def env_of(settings: Settings, **overrides: Any) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in {**settings.model_dump(), **overrides}.items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        elif isinstance(value, tuple | list):
-            value = json.dumps(list(value))
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
 
 
 class Process:

@@ -19,27 +19,11 @@ from model_core.network import NetworkConfig
 from model_core.registry import LocalBlobStore, Registry
 from model_core.scoring import PatchMemoryConfig
 from model_core.training import TrainingConfig
+from tests.helpers import spiral_slice
 
 pytestmark = pytest.mark.slow
 
 SIZE = 64
-
-
-def spiral(rng: np.random.Generator, pores: int = 0) -> np.ndarray:
-    """A small wound-cell slice (can ring, spiral windings, core, noise) with `pores` dark pores."""
-    centre = SIZE / 2 + rng.uniform(-1.5, 1.5, 2)
-    radius = SIZE * rng.uniform(0.42, 0.45)
-    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
-    r, theta = np.hypot(rows - centre[0], cols - centre[1]), np.arctan2(rows - centre[0], cols - centre[1])
-    image = 0.45 + 0.2 * np.cos(2 * np.pi * r / (radius * 0.12) - theta + rng.uniform(0, 2 * np.pi))
-    image[r < radius * 0.15] = 0.1
-    image[r > radius - 1] = 0.05
-    image[np.abs(r - radius) < 1.0] = 1.0
-    for _ in range(pores):
-        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.7) * radius
-        image[np.hypot(rows - centre[0] - at * np.sin(angle), cols - centre[1] - at * np.cos(angle)) < 2.5] = 0.0
-    image += rng.normal(0, 0.02, image.shape)
-    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
 
 
 class Data:
@@ -60,7 +44,7 @@ class Data:
     def accept(self, count: int, label: str, *, pores: int = 0) -> set[str]:
         changed = set()
         for _ in range(count):
-            image = spiral(self.rng, pores=pores)
+            image = spiral_slice(self.rng, SIZE, pores=pores)
             sha = hashlib.sha256(image.tobytes()).hexdigest()
             self.images[sha] = image
             self.offset += 1

@@ -7,15 +7,10 @@ import asyncio
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from consumers.inference.service import InferenceService
-from model_core.imaging import load_image_file, preprocess
-from model_core.network import NetworkConfig
 from model_core.registry import Registry
-from model_core.scoring import PatchMemoryConfig
-from model_core.training import TrainingConfig, train_detector
 from producers.simulator.dataset import generate_dataset
 from schemas.settings import Settings
 from schemas.verdicts import Verdict
@@ -32,23 +27,18 @@ KEY = "line 1/cell-0001+a.png"
 
 
 @pytest.fixture
-def served(settings: Settings, object_store: ObjectStore, tmp_path: Path) -> Settings:
-    """A tiny detector trained on simulated normal slices, promoted in the test's registry."""
-    generate_dataset(tmp_path / "slices", 9, 0, seed=5, size=SIZE, progress=False)
-    paths = sorted((tmp_path / "slices" / "normal").glob("*.png"))
-    normal = np.stack([preprocess(load_image_file(path), SIZE) for path in paths[:8]])
-    config = TrainingConfig(
-        network=NetworkConfig(image_size=SIZE, depth=2, base_filters=4),
-        memory=PatchMemoryConfig.for_image_size(SIZE, bank_per_row=100),
-        epochs=1,
-        batch_size=8,
-    )
-    checkpoint = train_detector(normal, None, config).save(tmp_path / "ckpt", version="minio-it")
+def served(
+    settings: Settings, object_store: ObjectStore, tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> Settings:
+    """The session's tiny detector promoted in the test's registry, and a simulated slice uploaded."""
+    generate_dataset(tmp_path / "slices", 1, 0, seed=5, size=SIZE, progress=False)
+    [slice_png] = sorted((tmp_path / "slices" / "normal").glob("*.png"))
+    checkpoint = tiny_checkpoints["v1"]
     object_store.ensure_bucket(settings.bucket_models)
     registry = Registry(S3BlobStore(object_store, settings.bucket_models))
     registry.promote(registry.publish(checkpoint))
     object_store.ensure_bucket(settings.bucket_scans)
-    object_store.put_bytes(settings.bucket_scans, KEY, paths[8].read_bytes(), content_type="image/png")
+    object_store.put_bytes(settings.bucket_scans, KEY, slice_png.read_bytes(), content_type="image/png")
     return settings.model_copy(update={"metrics_port": 0, "batch_linger_ms": 20})
 
 

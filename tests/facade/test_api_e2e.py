@@ -26,32 +26,14 @@ from PIL import Image
 
 from consumers.runtime.kafka import make_consumer, make_producer
 from facade.api.app import create_app
-from model_core.network import NetworkConfig
-from model_core.scoring import PatchMemoryConfig
-from model_core.training import TrainingConfig, train_detector
 from schemas.accepted import AcceptedScan
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 from schemas.settings import Settings
+from tests.helpers import spiral_slice
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SIZE = 64
-
-
-def spiral(rng: np.random.Generator, pore: bool = False) -> np.ndarray:
-    """A small jelly-roll-like slice: can ring, wound spiral, noise; optionally a dark pore."""
-    centre = SIZE / 2 + rng.uniform(-1.5, 1.5, 2)
-    radius = SIZE * rng.uniform(0.42, 0.45)
-    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
-    r, theta = np.hypot(rows - centre[0], cols - centre[1]), np.arctan2(rows - centre[0], cols - centre[1])
-    image = 0.45 + 0.2 * np.cos(2 * np.pi * r / (radius * 0.12) - theta + rng.uniform(0, 2 * np.pi))
-    image[r < radius * 0.15] = 0.1
-    image[r > radius - 1] = 0.05
-    image[np.abs(r - radius) < 1.0] = 1.0
-    if pore:
-        image[np.hypot(rows - centre[0] - radius * 0.5, cols - centre[1]) < 2.5] = 0.0
-    image += rng.normal(0, 0.02, image.shape)
-    return np.asarray(np.clip(image, 0, 1), dtype=np.float32)
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", bits: int = 8) -> bytes:
@@ -64,24 +46,10 @@ def encode(image: np.ndarray, fmt: str = "PNG", bits: int = 8) -> bytes:
     return buffer.getvalue()
 
 
-def train_tiny(out: Path, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    config = TrainingConfig(
-        network=NetworkConfig(image_size=SIZE, depth=2, base_filters=4),
-        memory=PatchMemoryConfig.for_image_size(SIZE, bank_per_row=200),
-        epochs=2,
-        batch_size=8,
-    )
-    normal = np.stack([spiral(rng) for _ in range(16)])
-    defects = np.stack([spiral(rng, pore=True) for _ in range(4)])
-    return train_detector(normal, defects, config).save(out)
-
-
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two tiny checkpoints (different seeds, so different versions), trained once per module."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    return train_tiny(root / "first", seed=1), train_tiny(root / "second", seed=2)
+def checkpoints(tiny_checkpoints: dict[str, Path]) -> tuple[Path, Path]:
+    """Two tiny checkpoints (different seeds, so different versions), trained once per session."""
+    return tiny_checkpoints["v1"], tiny_checkpoints["v2"]
 
 
 class ServerThread:
@@ -159,7 +127,7 @@ def facade(settings: Settings, object_store: Any, checkpoints: tuple[Path, Path]
 
 def test_predict_scores_with_the_current_model_and_stores_the_heatmap(facade: Facade) -> None:
     rng = np.random.default_rng(7)
-    url = facade.put("line1/cell-1.png", encode(spiral(rng)))
+    url = facade.put("line1/cell-1.png", encode(spiral_slice(rng)))
     answer = facade.http.post("/predict", json={"image_url": url})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -183,7 +151,7 @@ def test_predict_scores_with_the_current_model_and_stores_the_heatmap(facade: Fa
 
 
 def test_the_same_scan_scores_the_same_by_path_and_s3_url(facade: Facade) -> None:
-    url = facade.put("line1/same.png", encode(spiral(np.random.default_rng(3))))
+    url = facade.put("line1/same.png", encode(spiral_slice(np.random.default_rng(3))))
     by_s3 = facade.http.post("/predict", json={"image_url": url}).json()
     by_path = facade.http.post("/predict", json={"image_url": url.removeprefix("s3:/")}).json()
     assert by_s3 == by_path
@@ -205,7 +173,7 @@ def bomb_png(side: int = 10_000) -> bytes:
 
 def test_hostile_inputs_get_their_expected_status_and_code(facade: Facade) -> None:
     rng = np.random.default_rng(11)
-    good = encode(spiral(rng))
+    good = encode(spiral_slice(rng))
     bucket = facade.settings.bucket_scans
     endpoint = facade.settings.s3_endpoint
     objects = {
@@ -213,7 +181,7 @@ def test_hostile_inputs_get_their_expected_status_and_code(facade: Facade) -> No
         "truncated.png": good[: len(good) // 2],
         "text.png": b"this is not an image, only a file named .png\n" * 20,
         "bomb.png": bomb_png(),
-        "ct16.tiff": encode(spiral(rng), "TIFF", bits=16),
+        "ct16.tiff": encode(spiral_slice(rng), "TIFF", bits=16),
     }
     for key, data in objects.items():
         facade.put(key, data)
@@ -250,7 +218,7 @@ def test_hostile_inputs_get_their_expected_status_and_code(facade: Facade) -> No
 
 def test_retrain_publishes_the_scan_then_answers_202_and_the_job_finishes_with_its_update(facade: Facade) -> None:
     settings = facade.settings
-    url = facade.put("line2/cell-9.png", encode(spiral(np.random.default_rng(5))))
+    url = facade.put("line2/cell-9.png", encode(spiral_slice(np.random.default_rng(5))))
 
     async def accepted_message() -> AcceptedScan:
         consumer = make_consumer(settings, settings.topic_accepted, group_id=None, auto_offset_reset="earliest")
@@ -317,7 +285,7 @@ def test_checkpoints_and_rollback_hot_swap_the_served_model(facade: Facade) -> N
     rolled = facade.http.post(f"/checkpoints/{first}/rollback")
     assert rolled.status_code == 200, rolled.text
     assert rolled.json()["version"] == first
-    url = facade.put("line1/after-rollback.png", encode(spiral(np.random.default_rng(9))))
+    url = facade.put("line1/after-rollback.png", encode(spiral_slice(np.random.default_rng(9))))
     assert facade.http.post("/predict", json={"image_url": url}).json()["model_version"] == first
     assert [c["version"] for c in facade.http.get("/checkpoints").json() if c["current"]] == [first]
     assert facade.http.post("/checkpoints/v0000-nope/rollback").status_code == 404
