@@ -8,7 +8,10 @@ Needs a running broker and S3 endpoint (`eval "$(battery-ct infra up --env)"`), 
 2. bare model: the same detector on the same preprocessed images, in batches of `--batch-size`
    (the ceiling: no Kafka, no S3, no decoding);
 3. pipeline: the inference consumer in this process, every event published at once, until the last
-   verdict is read back (read_committed); event-to-verdict latency per scan;
+   verdict is read back (read_committed); event-to-verdict latency per scan. With `--paced F` the
+   events are published at F times the bare model's rate instead (each event stamped when it is
+   sent), so that p50/p99 show the latency of a pipeline that keeps up, not of a queue draining;
+   the throughput is then the publish rate, and `ratio` is left out;
 4. naive: one message at a time, sequential fetch, decode, model call and publish.
 
 Prints one JSON line: pipeline_scans_per_s, bare_model_scans_per_s, ratio, p50_ms, p99_ms,
@@ -48,11 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scans", type=int, default=1000, help="scans through the pipeline (default 1000)")
     parser.add_argument("--size", type=int, default=256, help="slice and model size in pixels (default 256)")
     parser.add_argument("--batch-size", type=int, default=16, help="micro-batch size (default 16)")
-    parser.add_argument("--naive-scans", type=int, default=200, help="scans for the naive loop (default 200)")
+    parser.add_argument(
+        "--naive-scans", type=int, default=200, help="scans for the naive loop (default 200; 0: skip it)"
+    )
     parser.add_argument(
         "--distinct", type=int, default=100, help="distinct simulated slices, reused under new keys (default 100)"
     )
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory (default: train a quick one)")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.0,
+        help="publish at this fraction of the bare model's rate (e.g. 0.7); default 0: all at once",
+    )
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args(argv)
 
@@ -142,11 +153,18 @@ async def read_verdicts(settings: Settings, count: int, *, within_s: float) -> l
     return out
 
 
-async def publish(settings: Settings, events: list[ScanEvent]) -> None:
+async def publish(settings: Settings, keys: list[str], *, rate: float = 0.0) -> None:
+    """The keys' events, all at once, or `rate` per second on a fixed schedule; each event is
+    stamped as it is sent, so event-to-verdict starts when the scan is announced."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     await producer.start()
+    loop = asyncio.get_running_loop()
     try:
-        for event in events:
+        started = loop.time()
+        for index, key in enumerate(keys):
+            if rate > 0 and (wait := started + index / rate - loop.time()) > 0:
+                await asyncio.sleep(wait)  # the schedule of a paced load, not a wait for an event
+            (event,) = events_for(settings, [key])
             await producer.send(settings.topic_scans, event.to_json(), key=event.scan_id.encode())
         await producer.flush()
     finally:
@@ -161,7 +179,9 @@ def events_for(settings: Settings, keys: list[str]) -> list[ScanEvent]:
     ]
 
 
-async def pipeline(settings: Settings, source: CheckpointSource, keys: list[str]) -> tuple[float, list[float], float]:
+async def pipeline(
+    settings: Settings, source: CheckpointSource, keys: list[str], *, rate: float = 0.0
+) -> tuple[float, list[float], float]:
     """(scans per second, event-to-verdict latencies in ms, fraction of the time the model was busy)."""
     from consumers.inference.service import InferenceService
 
@@ -169,14 +189,14 @@ async def pipeline(settings: Settings, source: CheckpointSource, keys: list[str]
     task = asyncio.create_task(service.run())
     try:
         # One scan first: the model is loaded and traced and the group joined before the clock starts.
-        await publish(settings, events_for(settings, keys[:1]))
+        await publish(settings, keys[:1])
         await read_verdicts(settings, 1, within_s=300)
-        events = events_for(settings, keys[1:])
         model_s_before = model_seconds(service)
         started = time.time()
-        await publish(settings, events)
+        publishing = asyncio.create_task(publish(settings, keys[1:], rate=rate))
         arrived = await read_verdicts(settings, len(keys), within_s=1800)
         busy_s = model_seconds(service) - model_s_before
+        await publishing
     finally:
         service.stop.set()
         await task
@@ -262,19 +282,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bare = bare_model(detector, images, args.batch_size)
 
         log.info("pipeline")
+        rate = args.paced * bare
         pipeline_rate, latencies, model_busy = await pipeline(
-            settings, CheckpointSource(checkpoint, detector.version), keys
+            settings, CheckpointSource(checkpoint, detector.version), keys, rate=rate
         )
 
-        log.info("naive loop")
-        naive_rate = await naive(settings, store, detector, keys[: args.naive_scans])
-        return {
+        if args.naive_scans:
+            log.info("naive loop")
+        naive_rate = await naive(settings, store, detector, keys[: args.naive_scans]) if args.naive_scans else None
+        result: dict[str, Any] = {
             "pipeline_scans_per_s": round(pipeline_rate, 2),
             "bare_model_scans_per_s": round(bare, 2),
             "ratio": round(pipeline_rate / bare, 3),
             "p50_ms": round(float(np.percentile(latencies, 50)), 1),
             "p99_ms": round(float(np.percentile(latencies, 99)), 1),
-            "naive_scans_per_s": round(naive_rate, 2),
+            "naive_scans_per_s": None if naive_rate is None else round(naive_rate, 2),
             "model_busy_fraction": round(model_busy, 3),
             "scans": args.scans,
             "naive_scans": min(args.naive_scans, args.scans),
@@ -283,6 +305,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "delivery": settings.delivery,
             "cpus": os.cpu_count(),
         }
+        if rate > 0:
+            # Paced, the pipeline can go no faster than the events come: its rate says nothing of the ceiling.
+            del result["ratio"]
+            result.update(paced=args.paced, publish_scans_per_s=round(rate, 2))
+        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
