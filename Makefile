@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install kafka-jars settings-table clean-infra
+.PHONY: test lint demo install kafka-jars settings-table clean-infra
 
 test: install kafka-jars
 	$(BIN)/pytest
@@ -35,3 +35,8 @@ settings-table: install
 # Stop a broker and S3 server left by `battery-ct infra up` (the default state directory).
 clean-infra: install
 	$(BIN)/battery-ct infra down
+
+# The main job end to end (README "Demo"): venv, install, Kafka jars, then `battery-ct demo`.
+# Options go in DEMO_ARGS, e.g. make demo DEMO_ARGS="--scans 300 --keep-infra".
+demo: install kafka-jars
+	$(BIN)/battery-ct demo $(DEMO_ARGS)

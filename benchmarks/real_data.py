@@ -4,6 +4,7 @@ Training set: the jelly-roll slices of `cell_vol` (im061-im100, 8-bit, one comme
 augmented copies of `im_1.tif` (16-bit, the only nominal slice of the other scanner). Scored:
 `im_1` (nominal, seen in training through its copies), `im_2` (electrode buckling at the centre)
 and a held-out fresh augmentation of `im_1`. Heat maps go to --out; prints one JSON line.
+The training and scoring are `model_core.spot_check` (the demo's real-data section uses it too).
 
     .venv/bin/python -m benchmarks.real_data --out /tmp/real-heatmaps
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from model_core.augmentation import AugmentationConfig, augment
     from model_core.heatmap import render_heatmap_png
     from model_core.imaging import load_image_file, preprocess
     from model_core.network import NetworkConfig
     from model_core.scoring import PatchMemoryConfig
-    from model_core.training import TrainingConfig, train_detector
+    from model_core.spot_check import augmented_copies, spot_check
+    from model_core.training import TrainingConfig
 
     size = args.image_size
     max_pixels = 64 * 1024 * 1024
@@ -43,50 +43,40 @@ def main() -> int:
     def load(name: str) -> np.ndarray:
         return preprocess(load_image_file(args.data / name, max_pixels=max_pixels), size)
 
-    rng = np.random.default_rng(args.seed)
     volume = [load(f"cell_vol/im{i:03d}.tif") for i in range(61, 101)]
     im_1, im_2 = load("im_1.tif"), load("im_2.tif")
-    # Copies of a nominal slice: turned, mirrored, shifted, with other exposure and noise.
-    jitter = AugmentationConfig(max_shift=0.02)
-    copies = [augment(im_1, jitter, rng) for _ in range(args.copies)]
     config = TrainingConfig(
         network=NetworkConfig(image_size=size),
         memory=PatchMemoryConfig.for_image_size(size),
         epochs=args.epochs,
         seed=args.seed,
     )
-    started = time.monotonic()
-    trained = train_detector(volume + copies, None, config)
-    seconds = time.monotonic() - started
-    threshold = trained.threshold.threshold
-
     probes = {
         "im_1": im_1,
         "im_2": im_2,
-        "im_1_fresh_copy": augment(im_1, jitter, np.random.default_rng(args.seed + 1000)),
+        "im_1_fresh_copy": augmented_copies(im_1, 1, args.seed + 1000)[0],
         "cell_vol_im060_cap_region": load("cell_vol/im060.tif"),
     }
+    check = spot_check(volume, im_1, probes, config, copies=args.copies)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
-    scores = trained.core.scores(np.stack(list(probes.values())), threshold)
-    for (name, image), score in zip(probes.items(), scores, strict=True):
-        (args.out / f"{name}.png").write_bytes(render_heatmap_png(image, score.error_map))
-        peak = np.unravel_index(int(np.argmax(score.error_map)), score.error_map.shape)
+    for name, probe in check.probes.items():
+        (args.out / f"{name}.png").write_bytes(render_heatmap_png(probe.image, probe.error_map))
         results[name] = {
-            "anomaly_score": round(score.anomaly_score, 4),
-            "reconstruction_error": round(score.reconstruction_error, 6),
-            "is_anomaly": score.is_anomaly,
-            "peak_row_col": [int(peak[0]), int(peak[1])],
-            "peak_offset_from_centre_px": round(float(np.hypot(peak[0] - size / 2, peak[1] - size / 2)), 1),
+            "anomaly_score": round(probe.anomaly_score, 4),
+            "reconstruction_error": round(probe.reconstruction_error, 6),
+            "is_anomaly": probe.is_anomaly,
+            "peak_row_col": list(probe.peak()),
+            "peak_offset_from_centre_px": round(probe.peak_offset_from_centre(), 1),
         }
     print(
         json.dumps(
             {
                 "image_size": size,
-                "training_slices": len(volume) + len(copies),
-                "threshold": round(threshold, 4),
-                "threshold_rule": trained.threshold.rule,
-                "training_seconds": round(seconds, 1),
+                "training_slices": check.training_slices,
+                "threshold": round(check.threshold, 4),
+                "threshold_rule": check.threshold_rule,
+                "training_seconds": round(check.training_seconds, 1),
                 "heatmaps": str(args.out),
                 "scores": results,
             }
