@@ -22,9 +22,10 @@ from consumers.inference.models import ModelKeeper
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import FetchFn, Preparer
 from consumers.runtime.http import Health, MetricsServer
-from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from consumers.runtime.kafka import instance_id, make_consumer
+from consumers.runtime.lifecycle import connected
 from consumers.runtime.model_updates import open_model_updates
-from consumers.runtime.outbox import KafkaOutbox
+from consumers.runtime.outbox import outbox_for
 from consumers.runtime.registry import service_registry
 from consumers.runtime.retry import Abandoned, retry_transient
 from consumers.runtime.serving import ModelSource
@@ -153,14 +154,7 @@ class InferenceService:
         group = settings.inference_group
         consumer = make_consumer(settings, group_id=group, max_partition_fetch_bytes=4 * 1024 * 1024)
         transactional = settings.delivery == "exactly-once"
-        outbox = KafkaOutbox(
-            lambda: make_producer(
-                settings, transactional_id=transactional_id(settings, group) if transactional else None
-            ),
-            consumer,
-            group,
-            transactional=transactional,
-        )
+        outbox = outbox_for(settings, consumer, group, transactional=transactional)
         preparer = Preparer(
             object_fetcher(store, settings),
             scan_decoder(max_pixels=settings.max_image_pixels),
@@ -181,11 +175,7 @@ class InferenceService:
             consumer, outbox, preparer, judge, self.holder, self.metrics, self.health, config, stop=self.stop
         )
         self.pipeline = pipeline
-        await retry_transient(consumer.start, what="connecting the scans consumer", stop=self.stop)
-        try:
-            consumer.subscribe([settings.topic_scans], listener=pipeline.listener())
-            await retry_transient(outbox.open, what="connecting the producer", stop=self.stop)
-            self.health.set_ready()
+        async with connected(consumer, outbox, settings.topic_scans, pipeline.listener(), self.health, stop=self.stop):
             log.info(
                 "serving %s -> %s (group %s, %s, batches of %d)",
                 settings.topic_scans,
@@ -195,10 +185,6 @@ class InferenceService:
                 settings.batch_size,
             )
             await pipeline.run()
-        finally:
-            self.health.set_not_ready("stopping")
-            await outbox.close()
-            await consumer.stop()
 
 
 def _object_store(settings: Settings) -> ObjectStore:

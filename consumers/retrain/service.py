@@ -23,8 +23,9 @@ from consumers.retrain.loop import LoopConfig, ManifestIO, RetrainLoop
 from consumers.retrain.manifest import MANIFEST_KEY, DatasetManifest
 from consumers.retrain.metrics import RetrainMetrics
 from consumers.runtime.http import Health, MetricsServer
-from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
-from consumers.runtime.outbox import KafkaOutbox
+from consumers.runtime.kafka import instance_id, make_consumer
+from consumers.runtime.lifecycle import connected
+from consumers.runtime.outbox import outbox_for
 from consumers.runtime.registry import service_registry
 from consumers.runtime.retry import Abandoned, retry_transient
 from consumers.runtime.shutdown import serve_until_signalled
@@ -162,12 +163,8 @@ class RetrainService:
 
         group = settings.retrain_group
         consumer = make_consumer(settings, group_id=group)
-        outbox = KafkaOutbox(
-            lambda: make_producer(settings, transactional_id=transactional_id(settings, group)),
-            consumer,
-            group,
-            transactional=True,  # an update and its batch's offsets commit together, whatever `delivery` says
-        )
+        # An update and its batch's offsets commit together, whatever `delivery` says.
+        outbox = outbox_for(settings, consumer, group, transactional=True)
         loop = RetrainLoop(
             consumer,
             outbox,
@@ -185,11 +182,7 @@ class RetrainService:
             stop=self.stop,
         )
         self.loop = loop
-        await retry_transient(consumer.start, what="connecting the accepted-scans consumer", stop=self.stop)
-        try:
-            consumer.subscribe([settings.topic_accepted], listener=loop.listener())
-            await retry_transient(outbox.open, what="connecting the producer", stop=self.stop)
-            self.health.set_ready()
+        async with connected(consumer, outbox, settings.topic_accepted, loop.listener(), self.health, stop=self.stop):
             log.info(
                 "retraining from %s (group %s, batches of %d or every %.0f s) -> %s",
                 settings.topic_accepted,
@@ -199,10 +192,6 @@ class RetrainService:
                 settings.topic_model_updates,
             )
             await loop.run()
-        finally:
-            self.health.set_not_ready("stopping")
-            await outbox.close()
-            await consumer.stop()
 
 
 def _object_store(settings: Settings) -> ObjectStore:

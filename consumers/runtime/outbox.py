@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from consumers.runtime.kafka import make_producer, transactional_id
 from consumers.runtime.records import TopicPartitionKey
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +96,12 @@ class KafkaOutbox:
             raise
         for future in pending:  # commit flushed every send; a record-level failure must not pass silently
             future.result()
+
+
+def outbox_for(settings: Settings, consumer: AIOKafkaConsumer, group_id: str, *, transactional: bool) -> KafkaOutbox:
+    """The outbox of `group_id`'s consumer: transactional (the instance's stable transactional id,
+    so a restart fences its zombie) or idempotent only (at-least-once)."""
+    tid = transactional_id(settings, group_id) if transactional else None
+    return KafkaOutbox(
+        lambda: make_producer(settings, transactional_id=tid), consumer, group_id, transactional=transactional
+    )
