@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,6 +126,9 @@ def _e(value: object) -> str:
     return html.escape(str(value))
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # file names come from scan ids
+
+
 class _Images:
     def __init__(self, out: Path) -> None:
         self.dir = out / "images"
@@ -135,7 +139,7 @@ class _Images:
         if data is None:
             return '<div class="none">no image</div>'
         self.count += 1
-        file = f"{self.count:03d}-{name}.png"
+        file = f"{self.count:03d}-{_UNSAFE.sub('_', name)}.png"
         (self.dir / file).write_bytes(data)
         return f'<img src="images/{_e(file)}" alt="{_e(alt)}" loading="lazy">'
 
