@@ -68,7 +68,9 @@ def _report(**changes: object) -> Report:
         "per_type": {"pore": (9, 10), "fold": (1, 10)},
         "versions": versions,
         "initial_version": "v0001-aaaaaaaa",
-        "retrain": RetrainOutcome("promoted", "v0002-bbbbbbbb", "v0001-aaaaaaaa", "v0002-bbbbbbbb", 1.5, 0.009, None, 30),
+        "retrain": RetrainOutcome(
+            "promoted", "v0002-bbbbbbbb", "v0001-aaaaaaaa", "v0002-bbbbbbbb", 1.5, 0.009, None, 30
+        ),
         "after": _tally(3, 1, 5, 1),
         "after_version": "v0002-bbbbbbbb",
         "figures": [figure, false_alarm],
