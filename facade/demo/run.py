@@ -26,6 +26,7 @@ from facade.demo.report import Report, RetrainOutcome, VersionRow, write_report
 from facade.demo.scans import simulated_scans
 from facade.demo.services import Service, ServiceError, settings_env
 from facade.demo.stream import LiveLine, stream
+from facade.infra.errors import InfraError
 from facade.infra.ports import free_port
 from schemas.settings import Settings
 
@@ -197,8 +198,9 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
     except KeyboardInterrupt:
         say("\ninterrupted: stopping everything")
         return 130
-    except (ServiceError, TimeoutError) as exc:
-        say(f"error: {exc or 'timed out'}")
+    except (ServiceError, InfraError, TimeoutError) as exc:
+        # What a user can act on (a missing java, a port, a service's log) in one line, no traceback
+        say(f"error: {exc or 'timed out waiting for the verdicts or the model update'}")
         return 1
     finally:
         # A second Ctrl-C must not cut the clean-up short.
