@@ -40,6 +40,12 @@ class PatchMemoryConfig(BaseModel):
         ge=0,
         description="Gaussian sigma (pixels) applied before unwrapping: CT noise is white, structures are not",
     )
+    detrend: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Angular window (fraction of a turn) of the running median taken off each polar row; 0 = off",
+    )
     level: bool = Field(False, description="Divide a slice's distances by their median (scan-to-scan noise)")
     top_k: int = Field(10, ge=1, description="The slice's score is the mean of its top_k map values")
     sampling: Literal["coreset", "random"] = Field(
@@ -53,7 +59,7 @@ class PatchMemoryConfig(BaseModel):
     @classmethod
     def for_image_size(cls, size: int, **overrides: object) -> PatchMemoryConfig:
         """Defaults scaled to a model resolution: about one polar row per pixel of radius."""
-        base = {"radial": max(16, size // 2), "angular": max(32, 2 * size)}
+        base = {"radial": max(16, size // 2), "angular": max(32, 2 * size), "detrend": 0.125}
         return cls.model_validate({**base, **overrides})
 
     @property
@@ -61,12 +67,31 @@ class PatchMemoryConfig(BaseModel):
         return PolarGrid(self.radial, self.angular, self.outer)
 
 
+def angular_trend(polar: np.ndarray, window: int) -> np.ndarray:
+    """Running median along the angle (wrapping) of each polar row, over `window` columns.
+
+    Computed on every `step`-th column and spread back: the stripes drift by less than a row over
+    the window, so the coarse median is as good and 16x cheaper than the full one."""
+    step = max(1, window // 16)
+    coarse = ndimage.median_filter(polar[:, ::step], size=(1, max(1, window // step) | 1), mode="wrap")
+    columns = (np.arange(polar.shape[1]) / step).astype(np.int64) % coarse.shape[1]
+    return np.asarray(coarse[:, columns], dtype=np.float32)
+
+
 def polar_view(image: np.ndarray, config: PatchMemoryConfig) -> tuple[np.ndarray, CanGeometry]:
-    """The slice unwrapped around its own can."""
+    """The slice unwrapped around its own can; with `detrend`, what departs from its own stripes.
+
+    Why the detrend: a healthy roll's stripes barely change along the angle, so a fold's kink, a
+    delamination's gap, a missing electrode or a collapsed core stand out against the row's own
+    running median, whereas raw patches of displaced stripes still look like normal stripes at
+    another phase, and brightness and contrast vary more from scan to scan than such a defect."""
     geometry = find_can(image)
     if config.denoise > 0:
         image = ndimage.gaussian_filter(image.astype(np.float32), sigma=config.denoise)
-    return unwrap(image, geometry, config.grid), geometry
+    polar = unwrap(image, geometry, config.grid)
+    if config.detrend > 0:
+        polar = polar - angular_trend(polar, max(3, round(config.detrend * config.angular)))
+    return polar, geometry
 
 
 def patches(polar: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:

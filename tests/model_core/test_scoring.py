@@ -3,7 +3,14 @@ from collections.abc import Callable
 import numpy as np
 
 from model_core.evaluation import auroc
-from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, patches, polar_view
+from model_core.scoring import (
+    PatchMemory,
+    PatchMemoryConfig,
+    angular_trend,
+    image_anomaly_map,
+    patches,
+    polar_view,
+)
 
 
 def test_patches_wrap_around_the_angle() -> None:
@@ -49,3 +56,14 @@ def test_memory_grows_from_a_previous_one_but_stays_bounded(make_slices: Callabl
     second = PatchMemory.fit(polars[1:], config, np.random.default_rng(0), previous=first)
     assert all(row.shape[0] <= 40 for row in second.bank)
     assert second.bank[0].shape[0] >= first.bank[0].shape[0]
+
+
+def test_angular_trend_keeps_stripes_and_leaves_a_local_kink() -> None:
+    rows = np.arange(32, dtype=np.float32)[:, None]
+    stripes = np.sin(rows * 1.3) * np.ones((1, 256), dtype=np.float32)
+    kinked = stripes.copy()
+    kinked[10:14, 100:110] += 1.0  # a short departure along the angle, like a fold's kink
+    assert np.abs(stripes - angular_trend(stripes, 33)).max() < 1e-5
+    residual = kinked - angular_trend(kinked, 33)
+    assert residual[10:14, 100:110].min() > 0.9
+    assert np.abs(residual[:, 130:]).max() < 1e-5
