@@ -59,7 +59,9 @@ class PatchMemoryConfig(BaseModel):
     @classmethod
     def for_image_size(cls, size: int, **overrides: object) -> PatchMemoryConfig:
         """Defaults scaled to a model resolution: about one polar row per pixel of radius."""
-        base = {"radial": max(16, size // 2), "angular": max(32, 2 * size), "detrend": 0.125}
+        # top_k: about 0.75 % of the patch map (30 at 256 px; 10, the field's default, below 150 px)
+        top_k = max(10, round(30 * (size / 256) ** 2))
+        base = {"radial": max(16, size // 2), "angular": max(32, 2 * size), "detrend": 0.125, "top_k": top_k}
         return cls.model_validate({**base, **overrides})
 
     @property
