@@ -4,6 +4,9 @@ A cylindrical cell's axial slice is a bright steel ring (the can) around a jelly
 the centre. Unwrapped around the can's centre with the radius normalised by the can's radius,
 every cell's layers become near-horizontal stripes at comparable rows, and a rotation of the cell
 becomes a circular shift along the angle axis: a patch memory can then compare like with like.
+
+The can is fitted as an ellipse, not a circle: a cell squeezed by 1 % moves its outer turns by a
+pixel or more around the turn, and on a circle's grid that drift is as large as a fold's kink.
 """
 
 from __future__ import annotations
@@ -19,13 +22,24 @@ _RING_FRACTION = 0.03
 _FIT_ROUNDS = 4
 
 
+_MAX_ELLIPTICITY = 0.2
+
+
 @dataclass(frozen=True)
 class CanGeometry:
-    """The can as a circle in pixel coordinates (row, column) of the slice."""
+    """The can in pixel coordinates (row, column) of the slice: an ellipse with semi-axes
+    `radius * (1 + ellipticity)` along `axis_angle` (radians from the column axis towards the row
+    axis) and `radius * (1 - ellipticity)` across it; ellipticity 0 is a circle."""
 
     center_row: float
     center_col: float
     radius: float
+    ellipticity: float = 0.0
+    axis_angle: float = 0.0
+
+    @property
+    def semi_axes(self) -> tuple[float, float]:
+        return self.radius * (1 + self.ellipticity), self.radius * (1 - self.ellipticity)
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,34 @@ def _fit_circle(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float, float
     return float(a), float(b), radius
 
 
+def _fit_ellipse(rows: np.ndarray, cols: np.ndarray, circle: CanGeometry) -> CanGeometry:
+    """Least-squares conic through the ring's pixels (relative to the circle's centre); the circle
+    itself when the points do not describe a plausible ellipse."""
+    y, x = rows - circle.center_row, cols - circle.center_col
+    design = np.stack([x * x, x * y, y * y, x, y], axis=1)
+    (a, b, c, d, e), *_ = np.linalg.lstsq(design, np.ones_like(x), rcond=None)
+    quadratic = np.array([[a, b / 2], [b / 2, c]])
+    eigenvalues, eigenvectors = np.linalg.eigh(quadratic)
+    if not np.all(eigenvalues > 0):
+        return circle
+    centre = np.linalg.solve(2 * quadratic, -np.array([d, e]))
+    level = 1 + centre @ quadratic @ centre
+    major, minor = np.sqrt(level / eigenvalues)  # eigh sorts ascending: the smaller value is the major axis
+    ellipticity = (major - minor) / (major + minor)
+    if not ellipticity < _MAX_ELLIPTICITY or abs(centre).max() > 0.1 * circle.radius:
+        return circle
+    major_x, major_y = eigenvectors[:, 0]
+    return CanGeometry(
+        center_row=circle.center_row + float(centre[1]),
+        center_col=circle.center_col + float(centre[0]),
+        radius=float((major + minor) / 2),
+        ellipticity=float(ellipticity),
+        axis_angle=float(np.arctan2(major_y, major_x)),
+    )
+
+
 def find_can(image: np.ndarray) -> CanGeometry:
-    """Fit the can's circle to the brightest pixels, dropping outliers (inclusions, streaks, tabs).
+    """Fit the can's ellipse to the brightest pixels, dropping outliers (inclusions, streaks, tabs).
 
     Falls back to the centred inscribed circle when the slice has no ring-like bright structure, so
     that any square image can still be scored.
@@ -74,16 +114,21 @@ def find_can(image: np.ndarray) -> CanGeometry:
         keep = np.abs(distance - radius) < band
     plausible = 0.15 * min(size_r, size_c) < radius < 0.75 * min(size_r, size_c)
     inside = 0 <= center_r < size_r and 0 <= center_c < size_c
-    if not (plausible and inside):
+    if not (plausible and inside) or keep.sum() < 16:
         return fallback
-    return CanGeometry(center_r, center_c, radius)
+    return _fit_ellipse(rows_f[keep], cols_f[keep], CanGeometry(center_r, center_c, radius))
 
 
 def _polar_coordinates(geometry: CanGeometry, grid: PolarGrid) -> tuple[np.ndarray, np.ndarray]:
-    radii = (np.arange(grid.radial, dtype=np.float32) + 0.5) / grid.radial * grid.outer * geometry.radius
+    # rho in can radii along each semi-axis; the angle is the ellipse's parameter from its major axis
+    rho = (np.arange(grid.radial, dtype=np.float32) + 0.5) / grid.radial * grid.outer
     angles = np.arange(grid.angular, dtype=np.float32) / grid.angular * np.float32(2 * np.pi)
-    rows = geometry.center_row + radii[:, None] * np.sin(angles)[None, :]
-    cols = geometry.center_col + radii[:, None] * np.cos(angles)[None, :]
+    major, minor = geometry.semi_axes
+    along = rho[:, None] * np.float32(major) * np.cos(angles)[None, :]
+    across = rho[:, None] * np.float32(minor) * np.sin(angles)[None, :]
+    cos_a, sin_a = np.float32(np.cos(geometry.axis_angle)), np.float32(np.sin(geometry.axis_angle))
+    rows = geometry.center_row + sin_a * along + cos_a * across
+    cols = geometry.center_col + cos_a * along - sin_a * across
     return rows, cols
 
 
@@ -99,8 +144,12 @@ def rewrap(polar_map: np.ndarray, geometry: CanGeometry, shape: tuple[int, int],
     radial, angular = polar_map.shape
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     d_row, d_col = rows - geometry.center_row, cols - geometry.center_col
-    radius_index = np.hypot(d_row, d_col) / (outer * geometry.radius) * radial - 0.5
-    angle_index = (np.arctan2(d_row, d_col) % (2 * np.pi)) / (2 * np.pi) * angular
+    major, minor = geometry.semi_axes
+    cos_a, sin_a = np.float32(np.cos(geometry.axis_angle)), np.float32(np.sin(geometry.axis_angle))
+    along = (cos_a * d_col + sin_a * d_row) / np.float32(major)
+    across = (cos_a * d_row - sin_a * d_col) / np.float32(minor)
+    radius_index = np.hypot(along, across) / outer * radial - 0.5
+    angle_index = (np.arctan2(across, along) % (2 * np.pi)) / (2 * np.pi) * angular
     # Pad one column so the interpolation wraps around the seam at angle 0 = 2*pi.
     padded = np.concatenate([polar_map, polar_map[:, :1]], axis=1)
     values = np.asarray(

@@ -52,6 +52,11 @@ class PatchMemoryConfig(BaseModel):
         "coreset",
         description="How the memory is thinned: greedy k-centre coreset (keeps rare normal patterns) or random",
     )
+    salient: int = Field(
+        4,
+        ge=0,
+        description="Patches of highest variance per slice and patch row always offered to the coreset",
+    )
     candidates: int = Field(6, ge=1, description="Candidate patches collected per kept patch before thinning")
     smoothing: float = Field(1.0, ge=0, description="Gaussian sigma (patch steps) of the distance map")
     scale_quantile: float = Field(0.95, gt=0, lt=1, description="Quantile of normal distances that scales a row")
@@ -175,6 +180,11 @@ class PatchMemory:
                     collected = [[] for _ in range(grid.shape[0])]
                 for row in range(grid.shape[0]):
                     pick = rng.choice(grid.shape[1], size=min(per_image, grid.shape[1]), replace=False)
+                    if config.salient > 0:
+                        # random picks miss rare normal structures (a tab crosses a row in a few
+                        # columns); the busiest patches of the row always go to the coreset
+                        busiest = np.argpartition(grid[row].var(axis=1), -config.salient)[-config.salient :]
+                        pick = np.union1d(pick, busiest)
                     collected[row].append(grid[row, pick])
         if previous is not None:
             for row, kept in enumerate(previous.bank):
