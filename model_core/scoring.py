@@ -46,6 +46,12 @@ class PatchMemoryConfig(BaseModel):
         lt=1,
         description="Angular window (fraction of a turn) of the running median taken off each polar row; 0 = off",
     )
+    detrend_long: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Window (fraction of a turn) of a second residual channel, for long arcs; 0 = off",
+    )
     level: bool = Field(False, description="Divide a slice's distances by their median (scan-to-scan noise)")
     top_k: int = Field(10, ge=1, description="The slice's score is the mean of its top_k map values")
     sampling: Literal["coreset", "random"] = Field(
@@ -69,7 +75,16 @@ class PatchMemoryConfig(BaseModel):
         # detrend: measured at 256 px only; at 64 px (the tests' tiny models) it kept a batch of
         # pore-riddled slices from lowering the gate's AUROC, so small grids keep the raw patches.
         detrend = 0.125 if size >= 128 else 0.0
-        base = {"radial": max(16, size // 2), "angular": max(32, 2 * size), "detrend": detrend, "top_k": top_k}
+        # a second channel with a quarter-turn window: a missing electrode or a collapsed core spans
+        # most of an eighth of a turn, so the short window's median takes it for the roll itself
+        detrend_long = 0.25 if size >= 128 else 0.0
+        base = {
+            "radial": max(16, size // 2),
+            "angular": max(32, 2 * size),
+            "detrend": detrend,
+            "detrend_long": detrend_long,
+            "top_k": top_k,
+        }
         return cls.model_validate({**base, **overrides})
 
     @property
@@ -100,12 +115,19 @@ def polar_view(image: np.ndarray, config: PatchMemoryConfig) -> tuple[np.ndarray
         image = ndimage.gaussian_filter(image.astype(np.float32), sigma=config.denoise)
     polar = unwrap(image, geometry, config.grid)
     if config.detrend > 0:
-        polar = polar - angular_trend(polar, max(3, round(config.detrend * config.angular)))
+        residual = polar - angular_trend(polar, max(3, round(config.detrend * config.angular)))
+        if config.detrend_long > 0:
+            long = polar - angular_trend(polar, max(3, round(config.detrend_long * config.angular)))
+            return np.stack([residual, long]), geometry
+        polar = residual
     return polar, geometry
 
 
 def patches(polar: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
-    """Patches of a polar image, shape (patch rows, patch columns, patch*patch), wrapping in angle."""
+    """Patches of a polar image, shape (patch rows, patch columns, patch*patch), wrapping in angle;
+    a polar image with channels (channels, rows, columns) gives each patch all its channels."""
+    if polar.ndim == 3:
+        return np.concatenate([patches(channel, config) for channel in polar], axis=-1)
     wrapped = np.concatenate([polar, polar[:, : config.patch - 1]], axis=1)
     windows = sliding_window_view(wrapped, (config.patch, config.patch))[:: config.stride, :: config.stride]
     rows, cols = windows.shape[:2]
@@ -174,7 +196,7 @@ class PatchMemory:
         per_image = max(4, int(np.ceil(config.candidates * config.bank_per_row / max(1, 2 * len(polars)))))
         collected: list[list[np.ndarray]] = []
         for polar in polars:
-            for view in (polar, polar[:, ::-1]):
+            for view in (polar, polar[..., ::-1]):
                 grid = patches(view, config)
                 if not collected:
                     collected = [[] for _ in range(grid.shape[0])]

@@ -67,3 +67,39 @@ def test_angular_trend_keeps_stripes_and_leaves_a_local_kink() -> None:
     residual = kinked - angular_trend(kinked, 33)
     assert residual[10:14, 100:110].min() > 0.9
     assert np.abs(residual[:, 130:]).max() < 1e-5
+
+
+def test_a_long_arc_shows_in_the_quarter_turn_channel_only() -> None:
+    # A missing electrode spans most of an eighth of a turn: the short window's median follows it,
+    # the quarter-turn window's does not.
+    config = PatchMemoryConfig(radial=32, angular=256, detrend=0.125, detrend_long=0.25, denoise=0)
+    rows = np.arange(32, dtype=np.float32)[:, None]
+    stripes = np.sin(rows * 1.3) * np.ones((1, 256), dtype=np.float32)
+    arc = stripes.copy()
+    arc[10:13, 100:124] -= 1.0  # 24 of the short window's 32 columns
+    short, long = arc - angular_trend(arc, 32), arc - angular_trend(arc, 64)
+    assert np.abs(short[10:13, 106:118]).max() < 0.1
+    assert long[10:13, 106:118].max() < -0.9
+    # polar_view stacks both channels and every patch carries both
+    image = np.zeros((64, 64), np.float32)
+    channels, _ = polar_view(image, config)
+    assert channels.shape == (2, 32, 256)
+    assert patches(channels, config).shape[-1] == 2 * config.patch**2
+
+
+def test_the_busiest_patches_of_every_slice_reach_the_memory() -> None:
+    # A tab crosses each row in one place: random picks of 4 of 64 patches mostly miss it.
+    config = PatchMemoryConfig(radial=16, angular=256, patch=4, stride=4, bank_per_row=1000, salient=1, candidates=1)
+    polars = []
+    for i in range(8):
+        polar = np.zeros((16, 256), np.float32)
+        polar[:, 32 * i : 32 * i + 4] = 1.0  # the tab, one patch wide, at another angle in every slice
+        polars.append(polar)
+
+    def tab_patches(memory: PatchMemory) -> int:
+        return int((memory.bank[1].max(axis=1) == 1.0).sum())
+
+    views = 2 * len(polars)  # each slice and its mirror image
+    assert tab_patches(PatchMemory.fit(polars, config, np.random.default_rng(0))) >= views
+    without = config.model_copy(update={"salient": 0})
+    assert tab_patches(PatchMemory.fit(polars, without, np.random.default_rng(0))) < views // 2

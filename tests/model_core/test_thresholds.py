@@ -20,10 +20,24 @@ def test_normal_only_margin_raises_the_threshold() -> None:
     )
 
 
-def test_separated_sets_cut_in_the_middle_of_the_gap() -> None:
-    decision = calibrate([0.1, 0.2, 0.3], [0.7, 0.8], ThresholdRule(mode="f1"))
-    assert decision.threshold == pytest.approx(0.5)
+def test_separated_sets_cut_the_gap_where_the_normal_only_rule_would() -> None:
+    normal, defect = [0.1, 0.2, 0.3], [0.7, 0.8]
+    decision = calibrate(normal, defect, ThresholdRule(mode="f1"))
+    # Every cut in (0.3, 0.7) scores F1 = 1; unseen defects are often weaker than the known ones,
+    # so the cut sits where normal scores alone would put it, not in the middle of the gap.
+    assert decision.threshold == pytest.approx(calibrate(normal, None).threshold)
+    assert 0.3 < decision.threshold < 0.5
     assert decision.f1 == 1.0 and decision.false_positive_rate == 0.0
+
+
+def test_the_gap_bounds_the_lean_towards_the_normal_scores() -> None:
+    # A wide normal spread would put the normal-only cut above the gap's middle: the middle it is.
+    wide = calibrate([0.1, 0.2, 0.3], [0.7, 0.8], ThresholdRule(mode="f1", margin=20))
+    assert wide.threshold == pytest.approx(0.5)
+    # and never below the highest normal score: that would add a false alarm.
+    tight = calibrate([0.1, 0.2, 0.3], [0.7, 0.8], ThresholdRule(mode="f1", quantile=0.5, margin=0))
+    assert tight.threshold == pytest.approx(0.3)
+    assert tight.false_positive_rate == 0.0
 
 
 def test_f1_rule_finds_the_best_operating_point_with_overlap() -> None:
