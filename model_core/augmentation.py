@@ -27,16 +27,22 @@ class AugmentationConfig(BaseModel):
 def augment(image: np.ndarray, config: AugmentationConfig, rng: np.random.Generator) -> np.ndarray:
     """One randomly changed copy of a normalised slice (values stay in [0, 1])."""
     out: np.ndarray = image.astype(np.float32)
-    if config.rotation:
-        out = ndimage.rotate(out, float(rng.uniform(0, 360)), reshape=False, order=1, mode="nearest")
+    angle = np.deg2rad(rng.uniform(0, 360)) if config.rotation else 0.0
+    limit = config.max_shift * out.shape[0]
+    shift = rng.uniform(-limit, limit, size=2) if config.max_shift > 0 else np.zeros(2)
+    if angle or shift.any():
+        # One cubic resampling for rotation and shift together: two linear ones blur the fine
+        # spiral, and copies softer than real scans teach the memory the wrong texture.
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centre = (np.array(out.shape) - 1) / 2
+        out = ndimage.affine_transform(
+            out, rotation, offset=centre - rotation @ centre - shift, order=3, mode="nearest"
+        ).astype(np.float32)
     if config.flips:
         if rng.random() < 0.5:
             out = out[:, ::-1]
         if rng.random() < 0.5:
             out = out[::-1, :]
-    if config.max_shift > 0:
-        limit = config.max_shift * out.shape[0]
-        out = ndimage.shift(out, rng.uniform(-limit, limit, size=2), order=1, mode="nearest")
     mean = float(out.mean())
     gain = 1.0 + float(rng.uniform(-config.contrast, config.contrast))
     offset = float(rng.uniform(-config.intensity, config.intensity))

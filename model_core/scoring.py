@@ -5,8 +5,10 @@ texture everywhere and a 40-pixel pore drowns in it (DESIGN, "The hard part"). I
 slice is unwrapped around its can (`geometry`), cut into small patches, and each patch is compared
 with the nearest normal patch seen at the same depth in the cell (a band of radial rows; any
 angle, since rotation is a circular shift). A defect is a patch unlike anything normal there.
-Distances are divided by the spread normal slices show at that depth, smoothed, and the slice's
-score is the maximum of that map.
+A nearest patch in a sparse part of the memory (a tab, a winding end: rare normal structures
+whose examples lie far apart) forgives a query the excess of its own spread. Distances are divided
+by the spread normal slices show at that depth, smoothed, and the slice's score is the mean of the
+map's highest values.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ class PatchMemoryConfig(BaseModel):
         ge=0,
         lt=1,
         description="Window (fraction of a turn) of a second residual channel, for long arcs; 0 = off",
+    )
+    detrend_long_weight: float = Field(
+        0.5,
+        gt=0,
+        description="Scale of the long-window channel in patch distances (half: folds want the short window)",
+    )
+    density_k: int = Field(
+        3,
+        ge=0,
+        description="Neighbour rank that measures how sparse the memory is around a patch (0 = off)",
     )
     level: bool = Field(False, description="Divide a slice's distances by their median (scan-to-scan noise)")
     top_k: int = Field(10, ge=1, description="The slice's score is the mean of its top_k map values")
@@ -118,7 +130,7 @@ def polar_view(image: np.ndarray, config: PatchMemoryConfig) -> tuple[np.ndarray
         residual = polar - angular_trend(polar, max(3, round(config.detrend * config.angular)))
         if config.detrend_long > 0:
             long = polar - angular_trend(polar, max(3, round(config.detrend_long * config.angular)))
-            return np.stack([residual, long]), geometry
+            return np.stack([residual, config.detrend_long_weight * long]), geometry
         polar = residual
     return polar, geometry
 
@@ -151,11 +163,19 @@ def coreset(points: np.ndarray, count: int, rng: np.random.Generator, dims: int 
     return chosen
 
 
-def _nearest_distance(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray) -> np.ndarray:
-    # |q - m|^2 = |q|^2 - 2 q.m + |m|^2, one matrix product per patch row.
+def _squared_distances(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray) -> np.ndarray:
+    # |q - m|^2 = |q|^2 - 2 q.m + |m|^2: one matrix product per patch row.
     products = queries @ bank.T
     squared = (queries * queries).sum(axis=1, keepdims=True) - 2 * products + bank_sq[None, :]
-    return np.asarray(np.sqrt(np.maximum(squared.min(axis=1), 0.0)), dtype=np.float32)
+    return np.asarray(np.maximum(squared, 0.0))
+
+
+def _nearest(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to the nearest bank patch and that patch's index, for every query."""
+    squared = _squared_distances(queries, bank, bank_sq)
+    index = squared.argmin(axis=1)
+    distance = np.sqrt(squared[np.arange(index.size), index])
+    return np.asarray(distance, dtype=np.float32), index
 
 
 @dataclass
@@ -167,6 +187,8 @@ class PatchMemory:
     row_scale: np.ndarray = field(default_factory=lambda: np.ones(0, dtype=np.float32))
     _bank_sq: list[np.ndarray] = field(default_factory=list, repr=False)
     _neighbours: list[np.ndarray] = field(default_factory=list, repr=False)
+    _spread: list[np.ndarray] = field(default_factory=list, repr=False)
+    _typical_spread: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32), repr=False)
 
     def __post_init__(self) -> None:
         self._index()
@@ -182,6 +204,26 @@ class PatchMemory:
             self._bank_sq.append((stacked * stacked).sum(axis=1))
         if self.row_scale.size != rows:
             self.row_scale = np.ones(rows, dtype=np.float32)
+        self._index_spread()
+
+    def _index_spread(self) -> None:
+        """How far each memory patch is from its `density_k`-th nearest fellow: small among the
+        countless stripe patches, large among rare normal structures (tabs, winding ends)."""
+        k = self.config.density_k
+        rows = len(self.bank)
+        if k == 0:
+            self._spread, self._typical_spread = [], np.zeros(0, dtype=np.float32)
+            return
+        own = []
+        for row in range(rows):
+            squared = _squared_distances(self.bank[row], self._neighbours[row], self._bank_sq[row])
+            kth = min(k, squared.shape[1] - 1)  # position 0 is the patch itself
+            own.append(np.sqrt(np.partition(squared, kth, axis=1)[:, kth]).astype(np.float32))
+        self._spread = []
+        for row in range(rows):
+            lo, hi = max(0, row - self.config.band), min(rows, row + self.config.band + 1)
+            self._spread.append(np.concatenate(own[lo:hi]))
+        self._typical_spread = np.array([np.median(spread) for spread in self._spread], dtype=np.float32)
 
     @classmethod
     def fit(
@@ -232,11 +274,19 @@ class PatchMemory:
         self.row_scale = np.maximum(per_row, floor).astype(np.float32)
 
     def raw_distances(self, polar: np.ndarray) -> np.ndarray:
-        """Nearest-normal-patch distance of every patch: shape (patch rows, patch columns)."""
+        """Nearest-normal-patch distance of every patch: shape (patch rows, patch columns).
+
+        Where the nearest normal patch lies in a sparse part of the memory (its own neighbours
+        are farther apart than is typical for the row), the excess of its spread is forgiven: a
+        tab is never as close to another tab as a stripe is to another stripe."""
         grid = patches(polar, self.config)
         out = np.empty(grid.shape[:2], dtype=np.float32)
         for row in range(grid.shape[0]):
-            out[row] = _nearest_distance(grid[row], self._neighbours[row], self._bank_sq[row])
+            distance, index = _nearest(grid[row], self._neighbours[row], self._bank_sq[row])
+            if self._spread:
+                excess = np.maximum(self._spread[row][index] - self._typical_spread[row], 0.0)
+                distance = np.maximum(distance - excess, 0.0)
+            out[row] = distance
         return out
 
     def levelled_distances(self, polar: np.ndarray) -> np.ndarray:

@@ -103,3 +103,23 @@ def test_the_busiest_patches_of_every_slice_reach_the_memory() -> None:
     assert tab_patches(PatchMemory.fit(polars, config, np.random.default_rng(0))) >= views
     without = config.model_copy(update={"salient": 0})
     assert tab_patches(PatchMemory.fit(polars, without, np.random.default_rng(0))) < views // 2
+
+
+def test_a_sparse_family_of_normal_patches_forgives_its_own_spread() -> None:
+    # One patch row: countless near-identical stripe patches and five tabs of different brightness.
+    config = PatchMemoryConfig(radial=16, angular=256, patch=4, stride=4, band=0, density_k=1, denoise=0)
+    rng = np.random.default_rng(0)
+    bar = np.zeros((4, 4), np.float32)
+    bar[:, 0] = 1.0  # a radial strip at the patch's left edge
+    stripes = rng.normal(0, 0.01, size=(200, 16)).astype(np.float32)
+    tabs = np.stack([level * bar.ravel() for level in (1.0, 2.0, 3.0, 4.0, 5.0)])
+    bank = [np.concatenate([stripes, tabs])] * 4
+    polar = np.zeros((16, 256), np.float32)
+    polar[:4, 8] = 2.5  # a tab between two the memory knows: 0.5 * |bar| = 1.0 from both
+    polar[1:3, 20:22] = -3.0  # a dark blob (a pore): like nothing in the memory
+    forgiving = PatchMemory(config=config, bank=bank).raw_distances(polar)[0]
+    strict = PatchMemory(config=config.model_copy(update={"density_k": 0}), bank=bank).raw_distances(polar)[0]
+    assert abs(strict[2] - 1.0) < 1e-3
+    assert forgiving[2] < 0.1
+    assert forgiving[5] > 4.0 and abs(forgiving[5] - strict[5]) < 0.05  # its nearest is a dense stripe
+    assert forgiving[10] < 0.1  # a stripe patch stays as close as it was
