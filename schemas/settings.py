@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     threshold_quantile: float = Field(
         0.99, gt=0, lt=1, description="Quantile of normal validation scores used as threshold (no defects known)"
     )
+    threshold_mode: Literal["fpr", "f1"] = Field(
+        "fpr",
+        description="With known defects: 'fpr' = the most sensitive cut within threshold_max_fpr false alarms on "
+        "normal validation scans; 'f1' = the F1-optimal cut (leans to recall when defects outnumber normals)",
+    )
+    threshold_max_fpr: float = Field(
+        0.01, ge=0, lt=1, description="Largest false-alarm rate on normal validation scans (threshold_mode fpr)"
+    )
     promotion_tolerance: float = Field(
         0.05, ge=0, description="Relative regression of the validation metric that still allows promotion"
     )

@@ -47,7 +47,9 @@ def training_configs(settings: Settings) -> tuple[TrainingConfig, TrainingConfig
     base = TrainingConfig(
         network=NetworkConfig(image_size=settings.image_size),
         memory=PatchMemoryConfig.for_image_size(settings.image_size),
-        threshold=ThresholdRule(quantile=settings.threshold_quantile),
+        threshold=ThresholdRule(
+            mode=settings.threshold_mode, quantile=settings.threshold_quantile, max_fpr=settings.threshold_max_fpr
+        ),
         epochs=settings.epochs,
         batch_size=settings.batch_size,
     )

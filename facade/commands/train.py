@@ -105,7 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainingConfig(
         network=NetworkConfig(image_size=size),
         memory=PatchMemoryConfig.for_image_size(size),
-        threshold=ThresholdRule(quantile=settings.threshold_quantile),
+        threshold=ThresholdRule(
+            mode=settings.threshold_mode, quantile=settings.threshold_quantile, max_fpr=settings.threshold_max_fpr
+        ),
         epochs=args.epochs or settings.epochs,
         batch_size=settings.batch_size,
         seed=args.seed,

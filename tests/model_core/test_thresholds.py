@@ -60,3 +60,14 @@ def test_fpr_rule_keeps_false_alarms_within_the_limit() -> None:
 def test_no_normal_scores_is_an_error() -> None:
     with pytest.raises(ValueError, match="normal"):
         calibrate([], [1.0])
+
+
+def test_the_default_keeps_false_alarms_within_budget_when_defects_outnumber_normals() -> None:
+    # After a retraining: a dozen normal validation scans against two dozen known defects.
+    normal, defect = np.linspace(0.0, 1.0, 12), np.linspace(0.7, 2.0, 24)
+    f1 = calibrate(normal, defect, ThresholdRule(mode="f1"))
+    assert f1.false_positive_rate > 0.25  # F1 buys the overlapping defects with a third of the normals
+    default = calibrate(normal, defect)
+    assert "false-positive rate <= 0.01" in default.rule
+    assert default.false_positive_rate == 0.0
+    assert 1.0 <= default.threshold < defect[defect > 1.0].min()
