@@ -10,6 +10,13 @@ per row (`bank_per_row`), so the cost of a retraining does not depend on how the
 
     .venv/bin/python -m benchmarks.retrain_time [--existing 500] [--new 32] [--size 256]
 
+With `--known-defects K` the dataset also holds K accepted defects (every simulated type in turn),
+so the gate judges by image AUROC on the trusted holdout and those defects, as the service does
+once operators have confirmed defects; `--poison P` paints P dark pores into every new scan, which
+is still accepted as normal: a poisoned batch the gate must refuse.
+
+    .venv/bin/python -m benchmarks.retrain_time --known-defects 24 --poison 12
+
 Prints one JSON object.
 """
 
@@ -23,6 +30,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -36,12 +44,45 @@ def slices(count: int, size: int, seed: int) -> list[np.ndarray]:
     return [preprocess(render_slice(random_spec(rng, size))[0].astype(np.float32), size) for _ in range(count)]
 
 
+def defect_slices(count: int, size: int, seed: int) -> list[np.ndarray]:
+    from model_core.imaging import preprocess
+    from producers.simulator.render import render_slice
+    from producers.simulator.sampling import random_spec
+    from producers.simulator.spec import DEFECT_TYPES, SEVERITIES
+
+    rng = np.random.default_rng(seed)
+    return [
+        preprocess(
+            render_slice(random_spec(rng, size, DEFECT_TYPES[i % len(DEFECT_TYPES)], SEVERITIES[i % 3]))[0].astype(
+                np.float32
+            ),
+            size,
+        )
+        for i in range(count)
+    ]
+
+
+def with_pores(image: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` dark pores (5 px radius at 256 px) inside the roll of a preprocessed slice."""
+    size = image.shape[0]
+    rows, cols = np.mgrid[0:size, 0:size]
+    centre, radius = (size - 1) / 2, 5.0 * size / 256
+    out = image.copy()
+    for _ in range(count):
+        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.8) * 0.42 * size
+        pore = np.hypot(rows - centre - at * np.sin(angle), cols - centre - at * np.cos(angle)) < radius
+        out[pore] = image.min()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--existing", type=int, default=500, help="normal scans already in the dataset")
     parser.add_argument("--new", type=int, default=32, help="new normal scans in the batch")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels")
     parser.add_argument("--parent-scans", type=int, default=64, help="scans the parent model is trained on")
+    parser.add_argument("--known-defects", type=int, default=0, help="accepted defects in the dataset (gate by AUROC)")
+    parser.add_argument("--poison", type=int, default=0, help="pores painted into each new scan (labelled normal)")
     args = parser.parse_args()
 
     from consumers.retrain.job import RetrainJob
@@ -56,13 +97,13 @@ def main() -> None:
     images: dict[str, np.ndarray] = {}
     manifest = DatasetManifest()
 
-    def accept(batch: list[np.ndarray], offset: int) -> set[str]:
+    def accept(batch: list[np.ndarray], offset: int, label: Literal["normal", "defect"] = "normal") -> set[str]:
         nonlocal manifest
         changed = set()
         for i, image in enumerate(batch):
             sha = hashlib.sha256(image.tobytes()).hexdigest()
             images[sha] = image
-            scan = NewScan(scan_id=f"scan-{offset + i}", sha256=sha, label="normal", source=f"bench/0/{offset + i}")
+            scan = NewScan(scan_id=f"scan-{offset + i}", sha256=sha, label=label, source=f"bench/0/{offset + i}")
             manifest, _ = add_scan(manifest, scan)
             changed.add(sha)
         return changed
@@ -71,6 +112,8 @@ def main() -> None:
         return np.stack([images[e.sha256] for e in entries])
 
     existing = accept(slices(args.existing, args.size, seed=1), 0)
+    if args.known_defects:
+        existing |= accept(defect_slices(args.known_defects, args.size, seed=3), 10**6, label="defect")
     generated_s = time.perf_counter() - started
     settings = Settings(image_size=args.size)
     bootstrap, warm = training_configs(settings)
@@ -84,6 +127,7 @@ def main() -> None:
             bootstrap_config=bootstrap.model_copy(update={"epochs": 1}),
             warm_config=warm,
             tolerance=settings.promotion_tolerance,
+            auroc_drop=settings.promotion_auroc_drop,
             progress=epochs.append,
         )
         # The parent: a model trained on part of the existing scans, promoted.
@@ -94,7 +138,9 @@ def main() -> None:
         parent_s = time.perf_counter() - t0
         manifest = settle_batch(manifest, existing, parent.version, rejected=False)
 
-        changed = accept(slices(args.new, args.size, seed=2), args.existing)
+        pores = np.random.default_rng(4)
+        batch = [with_pores(image, args.poison, pores) for image in slices(args.new, args.size, seed=2)]
+        changed = accept(batch, args.existing)
         epochs.clear()
         t0, cpu0 = time.perf_counter(), time.process_time()
         plan = plan_batch(manifest, changed, has_model=True, replay_factor=2)
@@ -110,6 +156,8 @@ def main() -> None:
                 "image_size": args.size,
                 "existing_scans": args.existing,
                 "new_scans": args.new,
+                "known_defects": args.known_defects,
+                "poison_pores_per_scan": args.poison,
                 "training_scans": len(plan.train),
                 "replayed_scans": len(plan.replay),
                 "holdout_scans": len(plan.holdout),

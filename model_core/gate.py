@@ -5,6 +5,11 @@ between the normal validation scans and the known-defect set (higher is better).
 only there is no separation to measure, and anomaly scores of two models are on different scales,
 so the mean reconstruction error on the normal validation set is compared (lower is better).
 `train_detector` scores the candidate and the current model on the same validation data.
+
+The AUROC may drop by at most `auroc_drop` (absolute), not by a share of itself: known defects mix
+easy types with hard ones, so a batch that teaches the memory that pores are normal costs the
+pooled AUROC only the pores' share. At 256 px such a batch lowered it from 0.969 to 0.945, inside
+a relative 5 % and promoted; a clean batch of the same size raised it (benchmarks/retrain_time.py).
 """
 
 from __future__ import annotations
@@ -31,17 +36,20 @@ class GateDecision(BaseModel):
     reason: str
 
 
-def decide(candidate: ValidationMetrics, current: ValidationMetrics | None, tolerance: float) -> GateDecision:
-    """Promote unless the candidate regresses by more than `tolerance` (relative) on the metric."""
+def decide(
+    candidate: ValidationMetrics, current: ValidationMetrics | None, tolerance: float, auroc_drop: float = 0.01
+) -> GateDecision:
+    """Promote unless the candidate's image AUROC drops by more than `auroc_drop` or, with no known
+    defects, its validation error rises by more than `tolerance` (relative)."""
     if current is None:
         return GateDecision(promote=True, reason="no current model")
     if candidate.image_auroc is not None and current.image_auroc is not None:
-        floor = current.image_auroc * (1 - tolerance)
+        floor = current.image_auroc - auroc_drop
         if candidate.image_auroc < floor:
             return GateDecision(
                 promote=False,
                 reason=f"image AUROC {candidate.image_auroc:.4f} < {floor:.4f} "
-                f"(current {current.image_auroc:.4f}, tolerance {tolerance})",
+                f"(current {current.image_auroc:.4f}, largest drop {auroc_drop})",
             )
         return GateDecision(
             promote=True, reason=f"image AUROC {candidate.image_auroc:.4f} (current {current.image_auroc:.4f})"

@@ -71,7 +71,13 @@ class Settings(BaseSettings):
         0.01, ge=0, lt=1, description="Largest false-alarm rate on normal validation scans (threshold_mode fpr)"
     )
     promotion_tolerance: float = Field(
-        0.05, ge=0, description="Relative regression of the validation metric that still allows promotion"
+        0.05, ge=0, description="No known defects: relative rise of the validation error that still allows promotion"
+    )
+    promotion_auroc_drop: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="With known defects: largest drop of image AUROC (trusted holdout) that still allows promotion",
     )
     retrain_batch_size: int = Field(32, ge=1, description="Accepted scans that trigger a retrain")
     retrain_max_age_s: float = Field(300.0, gt=0, description="Oldest accepted scan before a retrain anyway")

@@ -97,6 +97,7 @@ class RetrainJob:
         bootstrap_config: TrainingConfig,
         warm_config: TrainingConfig,
         tolerance: float,
+        auroc_drop: float = 0.01,
         loader: Callable[[Path], Detector] = Detector.load,
         progress: Callable[[EpochProgress], None] | None = None,
     ) -> None:
@@ -106,6 +107,7 @@ class RetrainJob:
         self._bootstrap_config = bootstrap_config
         self._warm_config = warm_config
         self._tolerance = tolerance
+        self._auroc_drop = auroc_drop
         self._loader = loader
         self._progress = progress
         self._serving: Detector | None = None
@@ -229,16 +231,16 @@ class RetrainJob:
 
     def _gate(self, plan: BatchPlan, candidate: TrainedDetector, parent: Detector | None) -> GateDecision:
         if parent is None:
-            return decide(candidate.metrics, None, self._tolerance)
+            return decide(candidate.metrics, None, self._tolerance, self._auroc_drop)
         if plan.action != "train" or len(plan.holdout) < MIN_HOLDOUT:
-            return decide(candidate.metrics, candidate.parent_metrics, self._tolerance)
+            return decide(candidate.metrics, candidate.parent_metrics, self._tolerance, self._auroc_drop)
         # Scans of this batch may be wrong (a poisoned batch): judge both models on scans the
         # candidate never saw and that earlier, accepted batches vouched for.
         normal = self._images(plan.holdout[:MAX_REFERENCE], parent.image_size)
         defects = self._images(plan.defects, parent.image_size) if plan.defects else None
         theirs = _metrics(parent, normal, defects, parent.threshold)
         ours = metrics_at(score_set(candidate.core, normal, defects), candidate.threshold.threshold)
-        decision = decide(ours, theirs, self._tolerance)
+        decision = decide(ours, theirs, self._tolerance, self._auroc_drop)
         return decision.model_copy(update={"reason": f"{decision.reason} on {len(normal)} held-out scans"})
 
 

@@ -150,6 +150,7 @@ class RetrainService:
             bootstrap_config=bootstrap,
             warm_config=warm,
             tolerance=settings.promotion_tolerance,
+            auroc_drop=settings.promotion_auroc_drop,
             progress=_log_progress,
         )
         job.clean()
