@@ -35,31 +35,19 @@ from typing import Literal
 import numpy as np
 
 
-def slices(count: int, size: int, seed: int) -> list[np.ndarray]:
-    from model_core.imaging import preprocess
-    from producers.simulator.render import render_slice
-    from producers.simulator.sampling import random_spec
-
-    rng = np.random.default_rng(seed)
-    return [preprocess(render_slice(random_spec(rng, size))[0].astype(np.float32), size) for _ in range(count)]
-
-
-def defect_slices(count: int, size: int, seed: int) -> list[np.ndarray]:
+def slices(count: int, size: int, seed: int, *, defects: bool = False) -> list[np.ndarray]:
+    """Simulated normal slices, or with `defects` every simulated type and severity in turn."""
     from model_core.imaging import preprocess
     from producers.simulator.render import render_slice
     from producers.simulator.sampling import random_spec
     from producers.simulator.spec import DEFECT_TYPES, SEVERITIES
 
     rng = np.random.default_rng(seed)
-    return [
-        preprocess(
-            render_slice(random_spec(rng, size, DEFECT_TYPES[i % len(DEFECT_TYPES)], SEVERITIES[i % 3]))[0].astype(
-                np.float32
-            ),
-            size,
-        )
-        for i in range(count)
-    ]
+    out = []
+    for i in range(count):
+        spec = random_spec(rng, size, DEFECT_TYPES[i % len(DEFECT_TYPES)], SEVERITIES[i % 3]) if defects else None
+        out.append(preprocess(render_slice(spec or random_spec(rng, size))[0].astype(np.float32), size))
+    return out
 
 
 def with_pores(image: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +101,7 @@ def main() -> None:
 
     existing = accept(slices(args.existing, args.size, seed=1), 0)
     if args.known_defects:
-        existing |= accept(defect_slices(args.known_defects, args.size, seed=3), 10**6, label="defect")
+        existing |= accept(slices(args.known_defects, args.size, seed=3, defects=True), 10**6, label="defect")
     generated_s = time.perf_counter() - started
     settings = Settings(image_size=args.size)
     bootstrap, warm = training_configs(settings)

@@ -20,8 +20,6 @@ from scipy import ndimage
 # brightest structure of a CT slice of a cell, so it dominates this set.
 _RING_FRACTION = 0.03
 _FIT_ROUNDS = 4
-
-
 _MAX_ELLIPTICITY = 0.2
 
 

@@ -193,13 +193,16 @@ class PatchMemory:
     def __post_init__(self) -> None:
         self._index()
 
+    def _band(self, row: int) -> slice:
+        """The patch rows a patch of `row` is compared with."""
+        return slice(max(0, row - self.config.band), min(len(self.bank), row + self.config.band + 1))
+
     def _index(self) -> None:
         rows = len(self.bank)
         self._neighbours = []
         self._bank_sq = []
         for row in range(rows):
-            lo, hi = max(0, row - self.config.band), min(rows, row + self.config.band + 1)
-            stacked = np.concatenate(self.bank[lo:hi], axis=0)
+            stacked = np.concatenate(self.bank[self._band(row)], axis=0)
             self._neighbours.append(stacked)
             self._bank_sq.append((stacked * stacked).sum(axis=1))
         if self.row_scale.size != rows:
@@ -219,10 +222,7 @@ class PatchMemory:
             squared = _squared_distances(self.bank[row], self._neighbours[row], self._bank_sq[row])
             kth = min(k, squared.shape[1] - 1)  # position 0 is the patch itself
             own.append(np.sqrt(np.partition(squared, kth, axis=1)[:, kth]).astype(np.float32))
-        self._spread = []
-        for row in range(rows):
-            lo, hi = max(0, row - self.config.band), min(rows, row + self.config.band + 1)
-            self._spread.append(np.concatenate(own[lo:hi]))
+        self._spread = [np.concatenate(own[self._band(row)]) for row in range(rows)]
         self._typical_spread = np.array([np.median(spread) for spread in self._spread], dtype=np.float32)
 
     @classmethod
