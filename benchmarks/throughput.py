@@ -234,9 +234,9 @@ async def naive(settings: Settings, store: Any, detector: Any, keys: list[str]) 
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from consumers.runtime.topics import TopicSpec, ensure_topics, standard_topics
     from model_core.detector import Detector
     from model_core.imaging import decode_image, preprocess
+    from runtime.topics import TopicSpec, ensure_topics, standard_topics
     from storage.object_store import ObjectStore
 
     tag = uuid.uuid4().hex[:8]

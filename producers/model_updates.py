@@ -19,7 +19,7 @@ async def publish_model_update(
     if producer is not None:
         await producer.send_and_wait(settings.topic_model_updates, update.to_json(), key=MODEL_UPDATE_KEY)
         return
-    from consumers.runtime.kafka import make_producer
+    from runtime.kafka import make_producer
 
     own = make_producer(settings)
     await own.start()

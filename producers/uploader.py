@@ -98,7 +98,7 @@ class Uploader:
             self._store = ObjectStore.from_settings(self.settings)
         await self._store.aensure_bucket(self.settings.bucket_scans)
         if self.publish_events and self._producer is None:
-            from consumers.runtime.kafka import make_producer
+            from runtime.kafka import make_producer
 
             self._producer = make_producer(self.settings)
         if self.publish_events and self._own_producer and self._producer is not None:

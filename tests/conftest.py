@@ -65,7 +65,7 @@ def isolated(settings: Settings, suffix: str, work_dir: Path) -> Settings:
 
 @pytest.fixture
 def settings(infra_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    from consumers.runtime.topics import standard_topics
+    from runtime.topics import standard_topics
 
     mine = isolated(infra_settings, uuid.uuid4().hex[:12], tmp_path / "work")
     topics = [spec.name for spec in standard_topics(mine)]
@@ -75,7 +75,7 @@ def settings(infra_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
 
 
 async def _create_topics(settings: Settings, names: list[str]) -> None:
-    from consumers.runtime.topics import ensure_topics, standard_topics
+    from runtime.topics import ensure_topics, standard_topics
 
     await ensure_topics(settings, standard_topics(settings))
     await wait_for_leaders(settings, names)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from consumers.inference.service import run
-from consumers.runtime.shutdown import run_in_foreground
+from runtime.shutdown import run_in_foreground
 
 if __name__ == "__main__":
     raise SystemExit(run_in_foreground(run))

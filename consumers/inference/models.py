@@ -15,12 +15,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from consumers.inference.metrics import InferenceMetrics
-from consumers.runtime.http import Health
-from consumers.runtime.model_updates import SERVING_STATUSES, read_model_updates
-from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
-from consumers.runtime.serving import ModelSource, fetch_and_load
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
+from runtime.http import Health
+from runtime.model_updates import SERVING_STATUSES, read_model_updates
+from runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
+from runtime.serving import ModelSource, fetch_and_load
 
 log = logging.getLogger(__name__)
 

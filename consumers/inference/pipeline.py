@@ -28,12 +28,12 @@ from consumers.inference.judge import Judge, Judged
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.prepare import PreparedBatch, Preparer
 from consumers.inference.steps import event_age_s, verdict_label
-from consumers.runtime.dead_letters import dead_letter, error_code
-from consumers.runtime.http import Health
-from consumers.runtime.outbox import KafkaOutbox, Outgoing
-from consumers.runtime.records import SourceRecord, next_offsets, source_record
-from consumers.runtime.retry import Abandoned, Backoff, retry_transient
 from model_core.serving import ModelHolder
+from runtime.dead_letters import dead_letter, error_code
+from runtime.http import Health
+from runtime.outbox import KafkaOutbox, Outgoing
+from runtime.records import SourceRecord, next_offsets, source_record
+from runtime.retry import Abandoned, Backoff, retry_transient
 from schemas.base import utc_now
 
 log = logging.getLogger(__name__)

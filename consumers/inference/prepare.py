@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from consumers.inference.steps import Job, Parsed, Poison, Ready, parse_records
-from consumers.runtime.records import SourceRecord
-from consumers.runtime.retry import Abandoned, Backoff, retry_transient
+from runtime.records import SourceRecord
+from runtime.retry import Abandoned, Backoff, retry_transient
 from schemas.scans import ScanEvent
 from storage.scans import DecodeFn
 

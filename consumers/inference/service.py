@@ -21,17 +21,17 @@ from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.models import ModelKeeper
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import FetchFn, Preparer
-from consumers.runtime.http import Health, MetricsServer
-from consumers.runtime.kafka import instance_id, make_consumer
-from consumers.runtime.lifecycle import connected
-from consumers.runtime.model_updates import open_model_updates
-from consumers.runtime.outbox import outbox_for
-from consumers.runtime.registry import service_registry
-from consumers.runtime.retry import Abandoned, retry_transient
-from consumers.runtime.serving import ModelSource
-from consumers.runtime.shutdown import serve_until_signalled
-from consumers.runtime.topics import ensure_topics, standard_topics
 from model_core.serving import ModelHolder
+from runtime.http import Health, MetricsServer
+from runtime.kafka import instance_id, make_consumer
+from runtime.lifecycle import connected
+from runtime.model_updates import open_model_updates
+from runtime.outbox import outbox_for
+from runtime.registry import service_registry
+from runtime.retry import Abandoned, retry_transient
+from runtime.serving import ModelSource
+from runtime.shutdown import serve_until_signalled
+from runtime.topics import ensure_topics, standard_topics
 from schemas.scans import ScanEvent
 from schemas.settings import Settings
 from storage.scans import scan_decoder

@@ -11,8 +11,8 @@ from datetime import datetime
 
 import numpy as np
 
-from consumers.runtime.records import SourceRecord
 from model_core.detector import ScanScore
+from runtime.records import SourceRecord
 from schemas.base import utc_now
 from schemas.scans import ScanEvent, ScanMessageError, parse_scan_message
 from schemas.verdicts import StageTimings, Verdict

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from consumers.retrain.dataset import DatasetImages
 from consumers.retrain.manifest import NewScan, object_key
-from consumers.runtime.records import SourceRecord
-from consumers.runtime.retry import retry_transient
+from runtime.records import SourceRecord
+from runtime.retry import retry_transient
 from schemas.accepted import AcceptedScan
 from schemas.settings import Settings
 

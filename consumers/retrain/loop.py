@@ -27,10 +27,10 @@ from consumers.retrain.manifest import DatasetManifest, add_scan, settle_batch
 from consumers.retrain.metrics import RetrainMetrics
 from consumers.retrain.plan import BatchPlan, batch_seed, plan_batch
 from consumers.retrain.updates import batch_update, unchanged_update
-from consumers.runtime.dead_letters import dead_letter, error_code
-from consumers.runtime.outbox import KafkaOutbox, Outgoing
-from consumers.runtime.records import SourceRecord, next_offsets, source_record
-from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
+from runtime.dead_letters import dead_letter, error_code
+from runtime.outbox import KafkaOutbox, Outgoing
+from runtime.records import SourceRecord, next_offsets, source_record
+from runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 
 log = logging.getLogger(__name__)

@@ -22,18 +22,18 @@ from consumers.retrain.job import RetrainJob, WritableRegistry
 from consumers.retrain.loop import LoopConfig, ManifestIO, RetrainLoop
 from consumers.retrain.manifest import MANIFEST_KEY, DatasetManifest
 from consumers.retrain.metrics import RetrainMetrics
-from consumers.runtime.http import Health, MetricsServer
-from consumers.runtime.kafka import instance_id, make_consumer
-from consumers.runtime.lifecycle import connected
-from consumers.runtime.outbox import outbox_for
-from consumers.runtime.registry import service_registry
-from consumers.runtime.retry import Abandoned, retry_transient
-from consumers.runtime.shutdown import serve_until_signalled
-from consumers.runtime.topics import ensure_topics, standard_topics
 from model_core.network import NetworkConfig
 from model_core.scoring import PatchMemoryConfig
 from model_core.thresholds import ThresholdRule
 from model_core.training import EpochProgress, TrainingConfig
+from runtime.http import Health, MetricsServer
+from runtime.kafka import instance_id, make_consumer
+from runtime.lifecycle import connected
+from runtime.outbox import outbox_for
+from runtime.registry import service_registry
+from runtime.retry import Abandoned, retry_transient
+from runtime.shutdown import serve_until_signalled
+from runtime.topics import ensure_topics, standard_topics
 from schemas.settings import Settings
 
 if TYPE_CHECKING:

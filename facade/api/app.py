@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from consumers.runtime.registry import service_registry
 from facade.api.errors import install_error_handlers
 from facade.api.metrics import FacadeMetrics, MetricsMiddleware
 from facade.api.routers import checkpoints, ops, scoring, training
 from facade.api.services import Services
+from runtime.registry import service_registry
 from schemas.settings import Settings
 
 ServicesFactory = Callable[[Settings, FacadeMetrics], Services]

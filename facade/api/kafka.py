@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumers.runtime.kafka import make_producer
-from consumers.runtime.model_updates import open_model_updates, read_model_updates
-from consumers.runtime.topics import ensure_topics, standard_topics
+from runtime.kafka import make_producer
+from runtime.model_updates import open_model_updates, read_model_updates
+from runtime.topics import ensure_topics, standard_topics
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from consumers.runtime.model_updates import SERVING_STATUSES
 from facade.api.jobs import JobStore
 from facade.api.model import ModelLoader
 from facade.api.ports import UpdateFeed
+from runtime.model_updates import SERVING_STATUSES
 from schemas.model_updates import ModelUpdate
 
 log = logging.getLogger(__name__)

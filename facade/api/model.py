@@ -9,12 +9,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from consumers.runtime.retry import is_retriable
-from consumers.runtime.serving import fetch_and_load
 from facade.api.metrics import FacadeMetrics
 from facade.api.ports import Catalog
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
+from runtime.retry import is_retriable
+from runtime.serving import fetch_and_load
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ def readable_buckets(settings: Settings) -> frozenset[str]:
 
 
 def facade_owner(settings: Settings) -> str:
-    from consumers.runtime.kafka import instance_id
+    from runtime.kafka import instance_id
 
     return f"facade-{instance_id(settings)}"
 

@@ -22,8 +22,8 @@ async def accept_and_await_update(
 ) -> ModelUpdate:
     """Accept `scans` as normal and return the first ModelUpdate that names one of them
     (promoted or rejected). TimeoutError when none came within `timeout_s`."""
-    from consumers.runtime.kafka import make_producer
-    from consumers.runtime.model_updates import open_model_updates, read_model_updates
+    from runtime.kafka import make_producer
+    from runtime.model_updates import open_model_updates, read_model_updates
 
     updates = await open_model_updates(settings)
     try:

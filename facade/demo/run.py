@@ -225,7 +225,7 @@ def _clean_up(services: list[Service], settings: Settings, stop_infra: bool, wor
 
 
 async def _create_topics(settings: Settings) -> None:
-    from consumers.runtime.topics import ensure_topics, standard_topics
+    from runtime.topics import ensure_topics, standard_topics
 
     await ensure_topics(settings, standard_topics(settings))
 

@@ -57,7 +57,7 @@ async def collect_verdicts(
 ) -> dict[str, Verdict]:
     """The first verdict of every scan in `scans` (others on the topic are skipped), tallied
     against the truth as they arrive. Raises TimeoutError when some are still missing after `timeout_s`."""
-    from consumers.runtime.kafka import make_consumer
+    from runtime.kafka import make_consumer
 
     truth = {scan.scan_id: scan.is_defect for scan in scans}
     tally = tally if tally is not None else StreamTally()

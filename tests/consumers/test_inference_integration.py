@@ -401,7 +401,7 @@ async def test_a_broker_restart_midway_loses_and_duplicates_nothing(
     object_store: ObjectStore,
     trained_checkpoints: dict[str, Path],
 ) -> None:
-    from consumers.runtime.topics import ensure_topics, standard_topics
+    from runtime.topics import ensure_topics, standard_topics
 
     settings, restart = dedicated_broker
     registry = registry_of(object_store, settings)

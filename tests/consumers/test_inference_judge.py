@@ -8,9 +8,9 @@ import pytest
 from consumers.inference.judge import Judge
 from consumers.inference.prepare import PreparedBatch, Preparer
 from consumers.inference.steps import Job, Ready
-from consumers.runtime.records import SourceRecord
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
+from runtime.records import SourceRecord
 from schemas.scans import ScanEvent
 
 

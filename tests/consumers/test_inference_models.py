@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry
 
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.models import ModelKeeper
-from consumers.runtime.http import Health
-from consumers.runtime.retry import Abandoned, Backoff
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
+from runtime.http import Health
+from runtime.retry import Abandoned, Backoff
 
 
 class BadCheckpointError(Exception):

@@ -14,12 +14,12 @@ from consumers.inference.judge import Judge
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import Preparer
-from consumers.runtime.http import Health
-from consumers.runtime.outbox import KafkaOutbox, Outgoing
-from consumers.runtime.records import TopicPartitionKey
-from consumers.runtime.retry import Backoff
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
+from runtime.http import Health
+from runtime.outbox import KafkaOutbox, Outgoing
+from runtime.records import TopicPartitionKey
+from runtime.retry import Backoff
 from schemas.scans import ScanEvent
 from schemas.verdicts import Verdict
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from consumers.inference.prepare import Preparer
-from consumers.runtime.records import SourceRecord
-from consumers.runtime.retry import Abandoned, Backoff
+from runtime.records import SourceRecord
+from runtime.retry import Abandoned, Backoff
 from schemas.scans import ScanEvent
 
 FAST = Backoff(initial=0.001, maximum=0.002)

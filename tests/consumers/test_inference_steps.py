@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from consumers.inference.steps import Job, Ready, build_verdict, parse_records
-from consumers.runtime.records import SourceRecord
 from model_core.detector import ScanScore
+from runtime.records import SourceRecord
 from schemas.scans import ScanEvent, ScanMessageError
 
 

@@ -1,5 +1,5 @@
-from consumers.runtime.dead_letters import dead_letter, error_code
-from consumers.runtime.records import SourceRecord
+from runtime.dead_letters import dead_letter, error_code
+from runtime.records import SourceRecord
 from schemas.dead_letters import DeadLetter
 
 

@@ -1,7 +1,7 @@
 import httpx
 from prometheus_client import CollectorRegistry, Counter
 
-from consumers.runtime.http import Health, MetricsServer
+from runtime.http import Health, MetricsServer
 
 
 async def test_metrics_health_and_readiness() -> None:

@@ -1,5 +1,5 @@
-from consumers.runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
-from consumers.runtime.topics import standard_topics
+from runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from runtime.topics import standard_topics
 from schemas.settings import Settings
 
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from consumers.runtime.model_updates import open_model_updates, read_model_updates
+from runtime.model_updates import open_model_updates, read_model_updates
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 from tests.helpers import produce_messages

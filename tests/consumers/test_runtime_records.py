@@ -1,6 +1,6 @@
 from aiokafka.structs import ConsumerRecord
 
-from consumers.runtime.records import SourceRecord, next_offsets, source_record
+from runtime.records import SourceRecord, next_offsets, source_record
 
 
 def record(offset: int, partition: int) -> SourceRecord:

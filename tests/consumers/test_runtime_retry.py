@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from consumers.runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
+from runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
 
 FAST = Backoff(initial=0.001, maximum=0.002)
 

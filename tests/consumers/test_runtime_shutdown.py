@@ -2,7 +2,7 @@ import asyncio
 import os
 import signal
 
-from consumers.runtime.shutdown import GracefulShutdown
+from runtime.shutdown import GracefulShutdown
 
 
 async def test_sigterm_requests_a_graceful_stop() -> None:

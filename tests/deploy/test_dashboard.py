@@ -12,8 +12,8 @@ import yaml
 
 from consumers.inference.metrics import InferenceMetrics
 from consumers.retrain.metrics import RetrainMetrics
-from consumers.runtime.registry import service_registry
 from facade.api.metrics import FacadeMetrics
+from runtime.registry import service_registry
 from tests.deploy.deploy_files import DEPLOY, REPO, metric_names, panel_queries, rule_exprs
 
 

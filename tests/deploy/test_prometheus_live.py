@@ -30,12 +30,12 @@ import yaml
 
 from consumers.inference.service import InferenceService
 from consumers.retrain.service import RetrainService
-from consumers.runtime.registry import service_registry
 from facade.api.app import create_app
 from model_core.network import NetworkConfig
 from model_core.scoring import PatchMemoryConfig
 from model_core.training import TrainingConfig
 from producers.simulator.dataset import generate_dataset
+from runtime.registry import service_registry
 from schemas.accepted import AcceptedScan
 from schemas.settings import Settings
 from storage.object_store import ObjectStore

@@ -24,8 +24,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from consumers.runtime.kafka import make_consumer, make_producer
 from facade.api.app import create_app
+from runtime.kafka import make_consumer, make_producer
 from schemas.accepted import AcceptedScan
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 from schemas.settings import Settings

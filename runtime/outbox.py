@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumers.runtime.kafka import make_producer, transactional_id
-from consumers.runtime.records import TopicPartitionKey
+from runtime.kafka import make_producer, transactional_id
+from runtime.records import TopicPartitionKey
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from consumers.runtime.records import SourceRecord
+from runtime.records import SourceRecord
 from schemas.dead_letters import DeadLetter
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer
 
-from consumers.runtime.kafka import make_consumer
+from runtime.kafka import make_consumer
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 

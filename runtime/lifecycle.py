@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
-from consumers.runtime.http import Health
-from consumers.runtime.outbox import KafkaOutbox
-from consumers.runtime.retry import retry_transient
+from runtime.http import Health
+from runtime.outbox import KafkaOutbox
+from runtime.retry import retry_transient
 
 
 @asynccontextmanager
