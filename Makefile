@@ -24,13 +24,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The Kafka broker's jars (Maven, from deploy/kafka/pom.xml) into ~/.cache/battery-ct/kafka-libs:
-# mvn -q -f deploy/kafka/pom.xml dependency:copy-dependencies, cached per content of the pom.
+# The Kafka broker's jars (Maven, from local_stack/broker/pom.xml) into ~/.cache/battery-ct/kafka-libs:
+# mvn -q -f local_stack/broker/pom.xml dependency:copy-dependencies, cached per content of the pom.
 kafka-jars: install
-	$(BIN)/python -m facade.infra.fetch_jars
+	$(BIN)/python -m local_stack.jars
 
+# The README's settings table from schemas/settings.py (a repository tool, not installed).
 settings-table: install
-	$(BIN)/python -m facade.infra.settings_table --write
+	$(BIN)/python -m tools.settings_table --write
 
 # Stop a broker and S3 server left by `battery-ct infra up` (the default state directory).
 clean-infra: install

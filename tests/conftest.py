@@ -28,7 +28,7 @@ from tests.helpers import run_sync, spiral_slice, wait_for_leaders
 
 @pytest.fixture(scope="session")
 def infra_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    from facade.infra import down, up
+    from local_stack import down, up
 
     base = Settings()
     session = base.model_copy(update={"state_dir": tmp_path_factory.mktemp("infra")})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facade.infra.settings_table import BEGIN, END, env_name, render_default, render_table, replace_table
 from schemas.settings import Settings
+from tools.settings_table import BEGIN, END, env_name, render_default, render_table, replace_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -16,7 +16,7 @@ def _table() -> str:
 
 
 def test_readme_table_is_the_generated_one() -> None:
-    assert _table() == render_table(), "run: python -m facade.infra.settings_table --write"
+    assert _table() == render_table(), "run: python -m tools.settings_table --write"
 
 
 def test_every_setting_has_a_row_with_its_variable_and_default() -> None:

@@ -1,4 +1,4 @@
-"""`battery-ct demo`: the main job end to end on the local infrastructure (logic in `facade.demo`)."""
+"""`battery-ct demo`: the main job end to end on the local infrastructure (logic in `examples.demo`)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from facade.demo.run import DemoOptions, run_demo
+    from examples.demo.run import DemoOptions, run_demo
     from schemas.settings import Settings
 
     settings = Settings()

@@ -63,8 +63,8 @@ def _err(message: str) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from facade.infra import InfraError, up
-    from facade.infra.env import export_lines
+    from local_stack import InfraError, up
+    from local_stack.env import export_lines
     from schemas.settings import Settings
 
     settings = Settings()
@@ -90,7 +90,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from facade.infra import InfraError, down
+    from local_stack import InfraError, down
     from schemas.settings import Settings
 
     settings = Settings()
@@ -104,8 +104,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from facade.infra import status
-    from facade.infra.env import export_lines, infra_env
+    from local_stack import status
+    from local_stack.env import export_lines, infra_env
     from schemas.settings import Settings
 
     settings = Settings()

@@ -1,4 +1,5 @@
-"""TCP ports: is something listening, and which port to use when the preferred one is taken."""
+"""Free TCP ports on this machine: is something listening, which port to use when the preferred one is
+taken, and `host:port` addresses split into their parts."""
 
 from __future__ import annotations
 

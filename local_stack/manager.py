@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facade.infra.env import infra_env
-from facade.infra.errors import InfraError
-from facade.infra.jars import Progress, ensure_kafka_libs, require_java
-from facade.infra.kafka import start_kafka
-from facade.infra.ports import pick_port, split_host_port
-from facade.infra.probes import kafka_answers, s3_answers
-from facade.infra.processes import stop
-from facade.infra.s3 import start_moto
-from facade.infra.state import InfraState, ServiceRecord, clear_state, load_state, save_state
+from local_stack.env import infra_env
+from local_stack.errors import InfraError
+from local_stack.free_ports import pick_port, split_host_port
+from local_stack.jars import Progress, ensure_kafka_libs, require_java
+from local_stack.kafka import start_kafka
+from local_stack.probes import kafka_answers, s3_answers
+from local_stack.processes import stop
+from local_stack.s3 import start_moto
+from local_stack.state import InfraState, ServiceRecord, clear_state, load_state, save_state
 from schemas.settings import Settings
 
 DEFAULT_CONTROLLER_PORT = 9093

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from facade.infra.processes import is_alive
+from local_stack.processes import is_alive
 
 STATE_FILE = "state.json"
 

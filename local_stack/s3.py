@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from facade.infra.errors import InfraError
-from facade.infra.jars import Progress
-from facade.infra.probes import s3_answers
-from facade.infra.processes import spawn, start_ticks, stop, tail
-from facade.infra.state import ServiceRecord
+from local_stack.errors import InfraError
+from local_stack.jars import Progress
+from local_stack.probes import s3_answers
+from local_stack.processes import spawn, start_ticks, stop, tail
+from local_stack.state import ServiceRecord
 
 
 def start_moto(

@@ -13,14 +13,14 @@ import uuid
 from pathlib import Path
 from string import Template
 
-from facade.infra.errors import InfraError
-from facade.infra.jars import DEPLOY_DIR, Progress, require_java
-from facade.infra.probes import kafka_answers
-from facade.infra.processes import spawn, start_ticks, stop, tail
-from facade.infra.state import ServiceRecord
+from local_stack.errors import InfraError
+from local_stack.jars import BROKER_FILES, Progress, require_java
+from local_stack.probes import kafka_answers
+from local_stack.processes import spawn, start_ticks, stop, tail
+from local_stack.state import ServiceRecord
 
-TEMPLATE = DEPLOY_DIR / "server.properties.template"
-LOG4J = DEPLOY_DIR / "log4j.properties"
+TEMPLATE = BROKER_FILES / "server.properties.template"
+LOG4J = BROKER_FILES / "log4j.properties"
 HEAP = ("-Xms128m", "-Xmx768m")
 # The client-level JIT only: on a busy 2-core machine the broker answered after 9-12 s instead of 19-20 s, and
 # a local broker's load is far below what it can serve without the C2 compiler.
@@ -33,14 +33,19 @@ def kafka_paths(state_dir: Path) -> tuple[Path, Path, Path]:
     return root / "data", root / "logs", root / "server.properties"
 
 
-def _java_command(java: str, libs: Path, logs: Path, main: str, *args: str) -> list[str]:
+def _log4j_config(config: Path) -> Path:
+    """The logging configuration next to the broker's (a file of ours: the package's may sit in an archive)."""
+    return config.with_name(LOG4J.name)
+
+
+def _java_command(java: str, libs: Path, logs: Path, config: Path, main: str, *args: str) -> list[str]:
     return [
         java,
         *HEAP,
         *JIT,
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{LOG4J}",
+        f"-Dlog4j.configuration=file:{_log4j_config(config)}",
         f"-Dkafka.logs.dir={logs}",
         "-cp",
         f"{libs}/*",
@@ -60,6 +65,7 @@ def render_config(state_dir: Path, *, broker_port: int, controller_port: int) ->
         data_dir=data,
     )
     config.write_text(text)
+    _log4j_config(config).write_bytes(LOG4J.read_bytes())
     return config
 
 
@@ -78,7 +84,9 @@ def _format_storage(java: str, libs: Path, state_dir: Path, config: Path) -> Non
     if (data / "meta.properties").exists():
         return
     cluster_id = new_cluster_id()
-    command = _java_command(java, libs, logs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
+    command = _java_command(
+        java, libs, logs, config, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise InfraError(f"formatting the Kafka storage in {data} failed:\n{result.stdout}\n{result.stderr}")
@@ -99,7 +107,7 @@ def start_kafka(
     _format_storage(java, libs, state_dir, config)
     _, logs, _ = kafka_paths(state_dir)
     out = logs / "kafka.out"
-    process = spawn(_java_command(java, libs, logs, "kafka.Kafka", str(config)), log_file=out)
+    process = spawn(_java_command(java, libs, logs, config, "kafka.Kafka", str(config)), log_file=out)
     bootstrap = f"127.0.0.1:{broker_port}"
     record = ServiceRecord(
         name="kafka", endpoint=bootstrap, pid=process.pid, start_ticks=start_ticks(process.pid), log=logs / "server.log"

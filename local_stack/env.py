@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from facade.infra.state import InfraState
+from local_stack.state import InfraState
 from schemas.settings import ENV_PREFIX, Settings
 
 

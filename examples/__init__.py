@@ -1,0 +1,1 @@
+"""Runnable examples of battery-ct on the local stack: `examples.demo` is behind `battery-ct demo`."""

@@ -1,0 +1,14 @@
+"""The local infrastructure of battery-ct: a real Kafka 3.9 broker (KRaft) and moto's S3 server.
+
+For development, the tests' session fixtures and the demo (`battery-ct infra up|down|status`); in
+docker compose the official Kafka image and MinIO take their place. `up` starts what is not running
+yet and returns when both answer; `down` stops exactly the processes `up` started (their PIDs are
+recorded in the state directory); `status` says what runs. The broker's Maven pom, configuration
+template and logging configuration are package data (`broker/`), read through importlib.resources.
+"""
+
+from local_stack.errors import InfraError, MissingToolError
+from local_stack.manager import Infra, down, status, up
+from local_stack.state import InfraState, ServiceRecord
+
+__all__ = ["Infra", "InfraError", "InfraState", "MissingToolError", "ServiceRecord", "down", "status", "up"]
