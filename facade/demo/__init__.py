@@ -1,1 +1,0 @@
-"""`battery-ct demo`: the main job end to end on the local infrastructure, with a live view and a report."""
