@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,17 @@ def test_the_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
     assert "python:3.11" in dockerfile
     # Exactly the runtime dependencies of pyproject.toml, which pins them.
     assert 'project["dependencies"]' in dockerfile and "pip install -r /tmp/requirements.txt" in dockerfile
+
+
+def test_the_image_gets_every_installed_package() -> None:
+    """Each package pyproject.toml installs is copied into the image and let through its dockerignore."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = [pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    ignore = (REPO / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert {"local_stack", "examples"} <= set(packages)
+    for package in packages:
+        assert f"COPY {package} ./{package}" in dockerfile, package
+        assert f"!{package}/" in ignore, package
+    # The broker's files are package data of local_stack, so a non-editable install has them too.
+    assert "broker/*" in project["tool"]["setuptools"]["package-data"]["local_stack"]
