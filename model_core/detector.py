@@ -1,8 +1,9 @@
 """A loaded checkpoint behind one object: `Detector.load(dir)` and `score_batch(images)`.
 
 A checkpoint directory holds the autoencoder (`autoencoder.keras`), the normal-patch memory
-(`memory.npz`), how both were configured (`detector.json`) and `metadata.json` (threshold,
-version, hashes of every file). Serving never imports the training code.
+(`memory.npz`), how both were configured and which cell view unrolls the slices
+(`detector.json`) and `metadata.json` (threshold, version, hashes of every file). Serving never
+imports the training code.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model_core.cell_view import DEFAULT_CELL_VIEW, cell_view
 from model_core.network import NetworkConfig
-from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, polar_view, slice_score
+from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, layer_grid, slice_score
 
 if TYPE_CHECKING:
     from model_core.checkpoint import CheckpointMetadata
@@ -29,12 +31,20 @@ SPEC_FILE = "detector.json"
 
 
 class DetectorSpec(BaseModel):
-    """How the detector's parts were built; stored with the checkpoint."""
+    """How the detector's parts were built; stored with the checkpoint. A spec written before
+    cell views (no `cell_view`) is cylindrical, the only geometry there was."""
 
     model_config = ConfigDict(frozen=True)
 
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     memory: PatchMemoryConfig = Field(default_factory=PatchMemoryConfig)
+    cell_view: str = Field(DEFAULT_CELL_VIEW, description="The cell view that unrolls slices to the layer grid")
+
+    @field_validator("cell_view")
+    @classmethod
+    def _known_view(cls, name: str) -> str:
+        cell_view(name)  # refuses a name no view has
+        return name
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class DetectorCore:
         import tensorflow as tf
 
         self.spec = spec
+        self.view = cell_view(spec.cell_view)
+        if memory.wrap != self.view.wraps:
+            raise ValueError(f"a {spec.cell_view} detector needs a memory with wrap={self.view.wraps}")
         self.autoencoder = autoencoder
         self.memory = memory
         self._reconstruct: Callable[[Any], Any] = tf.function(
@@ -74,11 +87,11 @@ class DetectorCore:
 
     def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray]:
         """The anomaly score and map of one slice."""
-        polar, geometry = polar_view(image, self.spec.memory)
+        grid, location = layer_grid(image, self.spec.memory, self.view)
         with self._lock:
-            patch_map = self.memory.polar_map(polar)
+            patch_map = self.memory.patch_map(grid)
         score = slice_score(patch_map, self.spec.memory)
-        return score, image_anomaly_map(patch_map, geometry, self.spec.memory, image.shape)
+        return score, image_anomaly_map(patch_map, location, self.spec.memory, image.shape, self.view)
 
     def scores(self, images: np.ndarray, threshold: float) -> list[ScanScore]:
         images = _check_batch(images, self.image_size)
@@ -105,7 +118,7 @@ class DetectorCore:
         spec = DetectorSpec.model_validate(json.loads((directory / SPEC_FILE).read_text()))
         autoencoder = keras.models.load_model(directory / MODEL_FILE, compile=False)
         with np.load(directory / MEMORY_FILE) as arrays:
-            memory = PatchMemory.from_arrays(spec.memory, dict(arrays))
+            memory = PatchMemory.from_arrays(spec.memory, dict(arrays), wrap=cell_view(spec.cell_view).wraps)
         return cls(spec, autoencoder, memory)
 
 
@@ -152,6 +165,11 @@ class Detector:
     @property
     def image_size(self) -> int:
         return self.core.image_size
+
+    @property
+    def cell_view(self) -> str:
+        """The name of the cell view its slices are unrolled with (`model_core.cell_view`)."""
+        return self.core.spec.cell_view
 
     def score_batch(self, images: np.ndarray) -> list[ScanScore]:
         """Score preprocessed slices, (N, S, S) float32 in [0, 1]."""

@@ -1,4 +1,5 @@
-"""Where the cell is in a slice, and the polar unwrap that turns its spiral into stripes.
+"""The cylindrical cell view's geometry: where the can is in a slice, and the polar unwrap along
+it that turns the jelly roll's spiral into stripes (`model_core.cell_view.CylindricalView`).
 
 A cylindrical cell's axial slice is a bright steel ring (the can) around a jelly roll wound about
 the centre. Unwrapped around the can's centre with the radius normalised by the can's radius,
@@ -12,9 +13,13 @@ pixel or more around the turn, and on a circle's grid that drift is as large as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from model_core.cell_view import LayerGrid
 
 # Fraction of the brightest pixels taken as candidates for the can wall; the wall is the densest,
 # brightest structure of a CT slice of a cell, so it dominates this set.
@@ -38,16 +43,6 @@ class CanGeometry:
     @property
     def semi_axes(self) -> tuple[float, float]:
         return self.radius * (1 + self.ellipticity), self.radius * (1 - self.ellipticity)
-
-
-@dataclass(frozen=True)
-class PolarGrid:
-    """Sampling of the unwrapped slice: `radial` rows from the centre out to `outer` can radii,
-    `angular` columns over the full turn."""
-
-    radial: int
-    angular: int
-    outer: float = 1.04
 
 
 def _fit_circle(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float, float]:
@@ -117,10 +112,11 @@ def find_can(image: np.ndarray) -> CanGeometry:
     return _fit_ellipse(rows_f[keep], cols_f[keep], CanGeometry(center_r, center_c, radius))
 
 
-def _polar_coordinates(geometry: CanGeometry, grid: PolarGrid) -> tuple[np.ndarray, np.ndarray]:
-    # rho in can radii along each semi-axis; the angle is the ellipse's parameter from its major axis
-    rho = (np.arange(grid.radial, dtype=np.float32) + 0.5) / grid.radial * grid.outer
-    angles = np.arange(grid.angular, dtype=np.float32) / grid.angular * np.float32(2 * np.pi)
+def _polar_coordinates(geometry: CanGeometry, grid: LayerGrid) -> tuple[np.ndarray, np.ndarray]:
+    # Grid rows: rho in can radii along each semi-axis, from the centre out to `grid.extent`.
+    # Grid columns: the ellipse's parameter angle from its major axis, one full turn.
+    rho = (np.arange(grid.rows, dtype=np.float32) + 0.5) / grid.rows * grid.extent
+    angles = np.arange(grid.columns, dtype=np.float32) / grid.columns * np.float32(2 * np.pi)
     major, minor = geometry.semi_axes
     along = rho[:, None] * np.float32(major) * np.cos(angles)[None, :]
     across = rho[:, None] * np.float32(minor) * np.sin(angles)[None, :]
@@ -130,15 +126,17 @@ def _polar_coordinates(geometry: CanGeometry, grid: PolarGrid) -> tuple[np.ndarr
     return rows, cols
 
 
-def unwrap(image: np.ndarray, geometry: CanGeometry, grid: PolarGrid) -> np.ndarray:
-    """The slice resampled on the polar grid: shape (grid.radial, grid.angular), float32."""
+def unwrap(image: np.ndarray, geometry: CanGeometry, grid: LayerGrid) -> np.ndarray:
+    """The slice resampled in polar coordinates around the can: shape (grid.rows, grid.columns),
+    float32; rows are radii, columns angles over one full turn."""
     rows, cols = _polar_coordinates(geometry, grid)
     sampled = ndimage.map_coordinates(image.astype(np.float32), [rows, cols], order=1, mode="nearest")
     return np.asarray(sampled, dtype=np.float32)
 
 
-def rewrap(polar_map: np.ndarray, geometry: CanGeometry, shape: tuple[int, int], outer: float) -> np.ndarray:
-    """Map values on the polar grid back onto the slice's pixels (0 outside the unwrapped disc)."""
+def rewrap(polar_map: np.ndarray, geometry: CanGeometry, shape: tuple[int, int], extent: float) -> np.ndarray:
+    """Map values on the unwrapped (polar) grid back onto the slice's pixels (0 outside the
+    unwrapped disc of `extent` can radii)."""
     radial, angular = polar_map.shape
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     d_row, d_col = rows - geometry.center_row, cols - geometry.center_col
@@ -146,7 +144,7 @@ def rewrap(polar_map: np.ndarray, geometry: CanGeometry, shape: tuple[int, int],
     cos_a, sin_a = np.float32(np.cos(geometry.axis_angle)), np.float32(np.sin(geometry.axis_angle))
     along = (cos_a * d_col + sin_a * d_row) / np.float32(major)
     across = (cos_a * d_row - sin_a * d_col) / np.float32(minor)
-    radius_index = np.hypot(along, across) / outer * radial - 0.5
+    radius_index = np.hypot(along, across) / extent * radial - 0.5
     angle_index = (np.arctan2(across, along) % (2 * np.pi)) / (2 * np.pi) * angular
     # Pad one column so the interpolation wraps around the seam at angle 0 = 2*pi.
     padded = np.concatenate([polar_map, polar_map[:, :1]], axis=1)

@@ -1,10 +1,13 @@
-"""The anomaly score: a memory of normal patches of the polar-unwrapped slice.
+"""The anomaly score: a memory of normal patches of the slice unrolled to a layer grid.
 
 Why not the autoencoder's error: the network cannot hold the fine spiral, so its error map is
 texture everywhere and a 40-pixel pore drowns in it (DESIGN, "The hard part"). Instead every
-slice is unwrapped around its can (`geometry`), cut into small patches, and each patch is compared
-with the nearest normal patch seen at the same depth in the cell (a band of radial rows; any
-angle, since rotation is a circular shift). A defect is a patch unlike anything normal there.
+slice is unrolled by its cell view (`model_core.cell_view`: rows across the layers, columns along
+them; for a cylindrical cell, around its can), cut into small patches, and each patch is compared
+with the nearest normal patch seen at the same depth in the cell (a band of grid rows; any column,
+since a rotation of a cylindrical cell is a circular shift). A defect is a patch unlike anything
+normal there. Where the view's columns wrap (the last continues into the first), patches,
+trends and smoothing wrap across that seam; where they do not, nothing borrows across it.
 A nearest patch in a sparse part of the memory (a tab, a winding end: rare normal structures
 whose examples lie far apart) forgives a query the excess of its own spread. Distances are divided
 by the spread normal slices show at that depth, smoothed, and the slice's score is the mean of the
@@ -15,25 +18,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from model_core.geometry import CanGeometry, PolarGrid, find_can, rewrap, unwrap
+from model_core.cell_view import CellView, LayerGrid, cell_view
 
 
 class PatchMemoryConfig(BaseModel):
-    """How slices are unwrapped and cut into patches, and how big the memory may grow."""
+    """How slices are unrolled and cut into patches, and how big the memory may grow.
+
+    The layer grid's fields were named for the polar unwrap before cell views (`radial`,
+    `angular`, `outer`); checkpoints that store those names still load."""
 
     model_config = ConfigDict(frozen=True)
 
-    radial: int = Field(128, ge=16, description="Rows of the polar grid (centre to just outside the can)")
-    angular: int = Field(512, ge=32, description="Columns of the polar grid (one full turn)")
-    outer: float = Field(1.04, gt=0.5, description="Polar grid extent in can radii")
-    patch: int = Field(8, ge=2, description="Patch side on the polar grid")
+    rows: int = Field(
+        128,
+        ge=16,
+        validation_alias=AliasChoices("rows", "radial"),
+        description="Rows of the layer grid, across the layers (cylindrical: centre to just outside the can)",
+    )
+    columns: int = Field(
+        512,
+        ge=32,
+        validation_alias=AliasChoices("columns", "angular"),
+        description="Columns of the layer grid, along the layers (cylindrical: one full turn)",
+    )
+    extent: float = Field(
+        1.04,
+        gt=0.5,
+        validation_alias=AliasChoices("extent", "outer"),
+        description="How far out the layer grid reaches, in the cell's own size (cylindrical: can radii)",
+    )
+    patch: int = Field(8, ge=2, description="Patch side on the layer grid")
     stride: int = Field(4, ge=1, description="Step between patches")
     band: int = Field(1, ge=0, description="Neighbouring patch rows a patch is compared with")
     bank_per_row: int = Field(1500, ge=16, description="Normal patches kept per patch row")
@@ -46,13 +67,13 @@ class PatchMemoryConfig(BaseModel):
         0.0,
         ge=0,
         lt=1,
-        description="Angular window (fraction of a turn) of the running median taken off each polar row; 0 = off",
+        description="Window (fraction of the grid's columns) of the running median taken off each grid row; 0 = off",
     )
     detrend_long: float = Field(
         0.0,
         ge=0,
         lt=1,
-        description="Window (fraction of a turn) of a second residual channel, for long arcs; 0 = off",
+        description="Window (fraction of the grid's columns) of a second residual channel, for long arcs; 0 = off",
     )
     detrend_long_weight: float = Field(
         0.5,
@@ -81,7 +102,7 @@ class PatchMemoryConfig(BaseModel):
 
     @classmethod
     def for_image_size(cls, size: int, **overrides: object) -> PatchMemoryConfig:
-        """Defaults scaled to a model resolution: about one polar row per pixel of radius."""
+        """Defaults scaled to a model resolution: about one grid row per pixel of radius."""
         # top_k: about 0.75 % of the patch map (30 at 256 px; 10, the field's default, below 150 px)
         top_k = max(10, round(30 * (size / 256) ** 2))
         # detrend: measured at 256 px only; at 64 px (the tests' tiny models) it kept a batch of
@@ -91,8 +112,8 @@ class PatchMemoryConfig(BaseModel):
         # most of an eighth of a turn, so the short window's median takes it for the roll itself
         detrend_long = 0.25 if size >= 128 else 0.0
         base = {
-            "radial": max(16, size // 2),
-            "angular": max(32, 2 * size),
+            "rows": max(16, size // 2),
+            "columns": max(32, 2 * size),
             "detrend": detrend,
             "detrend_long": detrend_long,
             "top_k": top_k,
@@ -100,50 +121,59 @@ class PatchMemoryConfig(BaseModel):
         return cls.model_validate({**base, **overrides})
 
     @property
-    def grid(self) -> PolarGrid:
-        return PolarGrid(self.radial, self.angular, self.outer)
+    def grid(self) -> LayerGrid:
+        return LayerGrid(self.rows, self.columns, self.extent)
 
 
-def angular_trend(polar: np.ndarray, window: int) -> np.ndarray:
-    """Running median along the angle (wrapping) of each polar row, over `window` columns.
+def column_trend(grid: np.ndarray, window: int, *, wrap: bool = True) -> np.ndarray:
+    """Running median along the columns of each grid row, over `window` columns (wrapping around
+    the seam when the grid's columns wrap).
 
     Computed on every `step`-th column and spread back: the stripes drift by less than a row over
     the window, so the coarse median is as good and 16x cheaper than the full one."""
     step = max(1, window // 16)
-    coarse = ndimage.median_filter(polar[:, ::step], size=(1, max(1, window // step) | 1), mode="wrap")
-    columns = (np.arange(polar.shape[1]) / step).astype(np.int64) % coarse.shape[1]
+    mode = "wrap" if wrap else "nearest"
+    coarse = ndimage.median_filter(grid[:, ::step], size=(1, max(1, window // step) | 1), mode=mode)
+    columns = (np.arange(grid.shape[1]) / step).astype(np.int64) % coarse.shape[1]
     return np.asarray(coarse[:, columns], dtype=np.float32)
 
 
-def polar_view(image: np.ndarray, config: PatchMemoryConfig) -> tuple[np.ndarray, CanGeometry]:
-    """The slice unwrapped around its own can; with `detrend`, what departs from its own stripes.
+def layer_grid(
+    image: np.ndarray, config: PatchMemoryConfig, view: CellView[Any] | None = None
+) -> tuple[np.ndarray, Any]:
+    """The slice unrolled by its cell view (cylindrical by default) around its own cell, and where
+    the view found the cell; with `detrend`, what departs from the grid's own stripes.
 
-    Why the detrend: a healthy roll's stripes barely change along the angle, so a fold's kink, a
+    Why the detrend: a healthy roll's stripes barely change along a layer, so a fold's kink, a
     delamination's gap, a missing electrode or a collapsed core stand out against the row's own
     running median, whereas raw patches of displaced stripes still look like normal stripes at
     another phase, and brightness and contrast vary more from scan to scan than such a defect."""
-    geometry = find_can(image)
+    view = view or cell_view()
+    location = view.locate(image)
     if config.denoise > 0:
         image = ndimage.gaussian_filter(image.astype(np.float32), sigma=config.denoise)
-    polar = unwrap(image, geometry, config.grid)
+    grid = view.unroll(image, location, config.grid)
     if config.detrend > 0:
-        residual = polar - angular_trend(polar, max(3, round(config.detrend * config.angular)))
+        residual = grid - column_trend(grid, max(3, round(config.detrend * config.columns)), wrap=view.wraps)
         if config.detrend_long > 0:
-            long = polar - angular_trend(polar, max(3, round(config.detrend_long * config.angular)))
-            return np.stack([residual, config.detrend_long_weight * long]), geometry
-        polar = residual
-    return polar, geometry
+            window = max(3, round(config.detrend_long * config.columns))
+            long = grid - column_trend(grid, window, wrap=view.wraps)
+            return np.stack([residual, config.detrend_long_weight * long]), location
+        grid = residual
+    return grid, location
 
 
-def patches(polar: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
-    """Patches of a polar image, shape (patch rows, patch columns, patch*patch), wrapping in angle;
-    a polar image with channels (channels, rows, columns) gives each patch all its channels."""
-    if polar.ndim == 3:
-        return np.concatenate([patches(channel, config) for channel in polar], axis=-1)
-    wrapped = np.concatenate([polar, polar[:, : config.patch - 1]], axis=1)
-    windows = sliding_window_view(wrapped, (config.patch, config.patch))[:: config.stride, :: config.stride]
+def patches(grid: np.ndarray, config: PatchMemoryConfig, *, wrap: bool = True) -> np.ndarray:
+    """Patches of a layer grid, shape (patch rows, patch columns, patch*patch); with `wrap` the
+    last patches continue across the seam into the first columns, without it they stop at the
+    grid's edge. A grid with channels (channels, rows, columns) gives each patch all its channels."""
+    if grid.ndim == 3:
+        return np.concatenate([patches(channel, config, wrap=wrap) for channel in grid], axis=-1)
+    padded = np.concatenate([grid, grid[:, : config.patch - 1]], axis=1) if wrap else grid
+    windows = sliding_window_view(padded, (config.patch, config.patch))[:: config.stride, :: config.stride]
     rows, cols = windows.shape[:2]
-    cols = min(cols, config.angular // config.stride)
+    if wrap:
+        cols = min(cols, grid.shape[1] // config.stride)
     return np.ascontiguousarray(windows[:, :cols].reshape(rows, cols, -1), dtype=np.float32)
 
 
@@ -180,11 +210,13 @@ def _nearest(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray) -> tupl
 
 @dataclass
 class PatchMemory:
-    """Normal patches per patch row, and the normal spread of nearest distances per row."""
+    """Normal patches per patch row, and the normal spread of nearest distances per row.
+    `wrap`: whether the layer grids it compares have wrapping columns (the cell view's `wraps`)."""
 
     config: PatchMemoryConfig
     bank: list[np.ndarray]
     row_scale: np.ndarray = field(default_factory=lambda: np.ones(0, dtype=np.float32))
+    wrap: bool = True
     _bank_sq: list[np.ndarray] = field(default_factory=list, repr=False)
     _neighbours: list[np.ndarray] = field(default_factory=list, repr=False)
     _spread: list[np.ndarray] = field(default_factory=list, repr=False)
@@ -228,28 +260,30 @@ class PatchMemory:
     @classmethod
     def fit(
         cls,
-        polars: Sequence[np.ndarray],
+        grids: Sequence[np.ndarray],
         config: PatchMemoryConfig,
         rng: np.random.Generator,
         previous: PatchMemory | None = None,
+        *,
+        wrap: bool = True,
     ) -> PatchMemory:
-        """Collect patches of normal polar slices (and their mirror images: a flipped cell winds the
-        other way), merged with a previous memory's, subsampled at random to `bank_per_row`."""
-        per_image = max(4, int(np.ceil(config.candidates * config.bank_per_row / max(1, 2 * len(polars)))))
+        """Collect patches of the layer grids of normal slices (and their mirror images: a flipped
+        cell winds the other way), merged with a previous memory's, thinned to `bank_per_row`."""
+        per_image = max(4, int(np.ceil(config.candidates * config.bank_per_row / max(1, 2 * len(grids)))))
         collected: list[list[np.ndarray]] = []
-        for polar in polars:
-            for view in (polar, polar[..., ::-1]):
-                grid = patches(view, config)
+        for grid in grids:
+            for mirrored in (grid, grid[..., ::-1]):
+                cut = patches(mirrored, config, wrap=wrap)
                 if not collected:
-                    collected = [[] for _ in range(grid.shape[0])]
-                for row in range(grid.shape[0]):
-                    pick = rng.choice(grid.shape[1], size=min(per_image, grid.shape[1]), replace=False)
+                    collected = [[] for _ in range(cut.shape[0])]
+                for row in range(cut.shape[0]):
+                    pick = rng.choice(cut.shape[1], size=min(per_image, cut.shape[1]), replace=False)
                     if config.salient > 0:
                         # random picks miss rare normal structures (a tab crosses a row in a few
                         # columns); the busiest patches of the row always go to the coreset
-                        busiest = np.argpartition(grid[row].var(axis=1), -config.salient)[-config.salient :]
+                        busiest = np.argpartition(cut[row].var(axis=1), -config.salient)[-config.salient :]
                         pick = np.union1d(pick, busiest)
-                    collected[row].append(grid[row, pick])
+                    collected[row].append(cut[row, pick])
         if previous is not None:
             for row, kept in enumerate(previous.bank):
                 collected[row].append(kept)
@@ -262,57 +296,58 @@ class PatchMemory:
                 else:
                     stacked = stacked[rng.choice(stacked.shape[0], size=config.bank_per_row, replace=False)]
             bank.append(np.ascontiguousarray(stacked, dtype=np.float32))
-        return cls(config=config, bank=bank)
+        return cls(config=config, bank=bank, wrap=wrap)
 
-    def calibrate_rows(self, polars: Sequence[np.ndarray]) -> None:
+    def calibrate_rows(self, grids: Sequence[np.ndarray]) -> None:
         """Scale each row's distances by what held-out normal slices reach there, so the busy core
         and can wall do not outshout the quiet layers in the middle."""
-        distances = np.stack([self.levelled_distances(polar) for polar in polars])  # (n, rows, cols)
+        distances = np.stack([self.levelled_distances(grid) for grid in grids])  # (n, rows, cols)
         flat = distances.transpose(1, 0, 2).reshape(distances.shape[1], -1)
         per_row = np.quantile(flat, self.config.scale_quantile, axis=1)
         floor = max(float(np.median(per_row)) * 0.25, 1e-6)
         self.row_scale = np.maximum(per_row, floor).astype(np.float32)
 
-    def raw_distances(self, polar: np.ndarray) -> np.ndarray:
+    def raw_distances(self, grid: np.ndarray) -> np.ndarray:
         """Nearest-normal-patch distance of every patch: shape (patch rows, patch columns).
 
         Where the nearest normal patch lies in a sparse part of the memory (its own neighbours
         are farther apart than is typical for the row), the excess of its spread is forgiven: a
         tab is never as close to another tab as a stripe is to another stripe."""
-        grid = patches(polar, self.config)
-        out = np.empty(grid.shape[:2], dtype=np.float32)
-        for row in range(grid.shape[0]):
-            distance, index = _nearest(grid[row], self._neighbours[row], self._bank_sq[row])
+        cut = patches(grid, self.config, wrap=self.wrap)
+        out = np.empty(cut.shape[:2], dtype=np.float32)
+        for row in range(cut.shape[0]):
+            distance, index = _nearest(cut[row], self._neighbours[row], self._bank_sq[row])
             if self._spread:
                 excess = np.maximum(self._spread[row][index] - self._typical_spread[row], 0.0)
                 distance = np.maximum(distance - excess, 0.0)
             out[row] = distance
         return out
 
-    def levelled_distances(self, polar: np.ndarray) -> np.ndarray:
+    def levelled_distances(self, grid: np.ndarray) -> np.ndarray:
         """Nearest distances relative to the slice's own typical distance.
 
         Noise level and contrast differ from scan to scan and lift every patch's distance alike;
         a defect lifts a few. Dividing by the slice's median keeps the first out of the score."""
-        raw = self.raw_distances(polar)
+        raw = self.raw_distances(grid)
         if not self.config.level:
             return raw
         return raw / max(float(np.median(raw)), 1e-6)
 
-    def polar_map(self, polar: np.ndarray) -> np.ndarray:
-        """Scaled, smoothed distance map on the patch grid (rows, columns)."""
-        scaled = self.levelled_distances(polar) / self.row_scale[:, None]
+    def patch_map(self, grid: np.ndarray) -> np.ndarray:
+        """Scaled, smoothed distance map of a layer grid's patches (patch rows, patch columns)."""
+        scaled = self.levelled_distances(grid) / self.row_scale[:, None]
         if self.config.smoothing > 0:
-            scaled = ndimage.gaussian_filter(scaled, sigma=self.config.smoothing, mode=("nearest", "wrap"))
+            mode = ("nearest", "wrap" if self.wrap else "nearest")
+            scaled = ndimage.gaussian_filter(scaled, sigma=self.config.smoothing, mode=mode)
         return np.asarray(scaled, dtype=np.float32)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"bank": np.stack(self.bank), "row_scale": self.row_scale}
 
     @classmethod
-    def from_arrays(cls, config: PatchMemoryConfig, arrays: dict[str, np.ndarray]) -> PatchMemory:
+    def from_arrays(cls, config: PatchMemoryConfig, arrays: dict[str, np.ndarray], *, wrap: bool = True) -> PatchMemory:
         bank = [np.ascontiguousarray(row, dtype=np.float32) for row in arrays["bank"]]
-        return cls(config=config, bank=bank, row_scale=np.asarray(arrays["row_scale"], dtype=np.float32))
+        return cls(config=config, bank=bank, row_scale=np.asarray(arrays["row_scale"], dtype=np.float32), wrap=wrap)
 
 
 def slice_score(patch_map: np.ndarray, config: PatchMemoryConfig) -> float:
@@ -322,26 +357,31 @@ def slice_score(patch_map: np.ndarray, config: PatchMemoryConfig) -> float:
     return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
 
 
-def patch_map_to_polar(patch_map: np.ndarray, config: PatchMemoryConfig) -> np.ndarray:
-    """Spread patch-grid values over the polar grid (each value at its patch's centre)."""
+def patch_map_to_grid(patch_map: np.ndarray, config: PatchMemoryConfig, *, wrap: bool = True) -> np.ndarray:
+    """Spread patch values over the layer grid (each value at its patch's centre); with `wrap`
+    the columns between the last patch and the first interpolate across the seam."""
     rows_p, cols_p = patch_map.shape
     centres_r = np.arange(rows_p) * config.stride + (config.patch - 1) / 2
     centres_c = np.arange(cols_p) * config.stride + (config.patch - 1) / 2
-    target_r = np.interp(np.arange(config.radial), centres_r, np.arange(rows_p))
-    # Columns wrap: index positions modulo the number of patch columns.
-    target_c = ((np.arange(config.angular) - centres_c[0]) / config.stride) % cols_p
-    padded = np.concatenate([patch_map, patch_map[:, :1]], axis=1)
+    target_r = np.interp(np.arange(config.rows), centres_r, np.arange(rows_p))
+    if wrap:
+        # index positions modulo the number of patch columns
+        target_c = ((np.arange(config.columns) - centres_c[0]) / config.stride) % cols_p
+        patch_map = np.concatenate([patch_map, patch_map[:, :1]], axis=1)
+    else:
+        target_c = np.interp(np.arange(config.columns), centres_c, np.arange(cols_p))
     rr, cc = np.meshgrid(target_r, target_c, indexing="ij")
-    return np.asarray(ndimage.map_coordinates(padded, [rr, cc], order=1, mode="nearest"), dtype=np.float32)
+    return np.asarray(ndimage.map_coordinates(patch_map, [rr, cc], order=1, mode="nearest"), dtype=np.float32)
 
 
 def image_anomaly_map(
-    patch_map: np.ndarray, geometry: CanGeometry, config: PatchMemoryConfig, shape: tuple[int, int]
+    patch_map: np.ndarray,
+    location: Any,
+    config: PatchMemoryConfig,
+    shape: tuple[int, int],
+    view: CellView[Any] | None = None,
 ) -> np.ndarray:
-    """The patch-grid anomaly map drawn back onto the slice's pixels."""
-    return rewrap(patch_map_to_polar(patch_map, config), geometry, shape, config.outer)
-
-
-def squared_error_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """Per-pixel squared reconstruction error, (N, S, S)."""
-    return np.square(images.astype(np.float32) - reconstructions.astype(np.float32))
+    """The patch map drawn back onto the slice's pixels by the cell view that unrolled it
+    (cylindrical by default), at the `location` it found the cell."""
+    view = view or cell_view()
+    return view.map_back(patch_map_to_grid(patch_map, config, wrap=view.wraps), location, config.grid, shape)

@@ -21,11 +21,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_core.augmentation import AugmentationConfig, augment_batch
+from model_core.cell_view import DEFAULT_CELL_VIEW, cell_view
 from model_core.detector import DetectorCore, DetectorSpec
 from model_core.evaluation import auroc
 from model_core.gate import ValidationMetrics
 from model_core.network import NetworkConfig, build_autoencoder
-from model_core.scoring import PatchMemory, PatchMemoryConfig, polar_view
+from model_core.scoring import PatchMemory, PatchMemoryConfig, layer_grid
 from model_core.thresholds import ThresholdDecision, ThresholdRule, calibrate
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class TrainingConfig(BaseModel):
 
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     memory: PatchMemoryConfig = Field(default_factory=PatchMemoryConfig)
+    cell_view: str = Field(DEFAULT_CELL_VIEW, description="How slices are unrolled (a warm start keeps the parent's)")
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     threshold: ThresholdRule = Field(default_factory=ThresholdRule)
     epochs: int = Field(40, ge=1, description="Most epochs of the autoencoder (early stopping may end sooner)")
@@ -239,18 +241,18 @@ def train_detector(
             raise ValueError(f"parent detector is {parent.image_size} px, config asks for {size} px")
         autoencoder = keras.models.clone_model(parent.core.autoencoder)
         autoencoder.set_weights(parent.core.autoencoder.get_weights())
-        spec = DetectorSpec(network=parent.core.spec.network, memory=parent.core.spec.memory)
+        spec = parent.core.spec
     else:
         autoencoder = build_autoencoder(config.network, seed=config.seed)
-        spec = DetectorSpec(network=config.network, memory=config.memory)
+        spec = DetectorSpec(network=config.network, memory=config.memory, cell_view=config.cell_view)
     history = _train_autoencoder(autoencoder, train, val, config, rng, progress)
 
     bank_idx, calib_idx = _split(len(train), config.calibration_fraction, rng)
-    polars = [polar_view(image, spec.memory)[0] for image in train]
-    memory = PatchMemory.fit(
-        [polars[i] for i in bank_idx], spec.memory, rng, previous=parent.core.memory if parent else None
-    )
-    memory.calibrate_rows([polars[i] for i in calib_idx])
+    view = cell_view(spec.cell_view)
+    grids = [layer_grid(image, spec.memory, view)[0] for image in train]
+    previous = parent.core.memory if parent else None
+    memory = PatchMemory.fit([grids[i] for i in bank_idx], spec.memory, rng, previous, wrap=view.wraps)
+    memory.calibrate_rows([grids[i] for i in calib_idx])
     core = DetectorCore(spec, autoencoder, memory)
 
     scored = score_set(core, val, defect_images)

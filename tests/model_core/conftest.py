@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +39,24 @@ def spiral_slice(rng: np.random.Generator, size: int = SIZE, pore: bool = False)
 @pytest.fixture(scope="session")
 def spiral() -> Callable[..., np.ndarray]:
     return spiral_slice
+
+
+def ellipse_image(size: int, centre: tuple[float, float], axes: tuple[float, float], angle: float) -> np.ndarray:
+    """A bright elliptic can wall (semi-axes `axes`, the first along `angle` radians from the column
+    axis) around a flat interior."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    d_row, d_col = rows - centre[0], cols - centre[1]
+    along = (math.cos(angle) * d_col + math.sin(angle) * d_row) / axes[0]
+    across = (math.cos(angle) * d_row - math.sin(angle) * d_col) / axes[1]
+    r = np.hypot(along, across)
+    image = np.where(r < 1, 0.4, 0.05).astype(np.float32)
+    image[np.abs(r - 1) < 1.5 / axes[1]] = 1.0
+    return image
+
+
+@pytest.fixture(scope="session")
+def ellipse() -> Callable[..., np.ndarray]:
+    return ellipse_image
 
 
 @pytest.fixture

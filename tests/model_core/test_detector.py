@@ -1,12 +1,14 @@
 """Checkpoint round trip and the Detector API the consumers and the facade rely on."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model_core.detector import Detector
+from model_core.checkpoint import read_metadata, write_metadata
+from model_core.detector import SPEC_FILE, Detector
 from model_core.errors import CheckpointIntegrityError
 from model_core.training import TrainedDetector, TrainingConfig, train_detector
 
@@ -37,6 +39,7 @@ def test_save_load_round_trip_scores_the_same(
 ) -> None:
     detector = Detector.load(checkpoint)
     assert detector.version == "v-test"
+    assert detector.cell_view == "cylindrical"
     assert detector.threshold == pytest.approx(trained.threshold.threshold)
     assert detector.image_size == 64
     assert detector.metadata.validation_error == pytest.approx(trained.validation_error)
@@ -77,3 +80,26 @@ def test_a_checkpoint_with_a_missing_file_is_refused(checkpoint: Path) -> None:
     (checkpoint / "autoencoder.keras").unlink()
     with pytest.raises(CheckpointIntegrityError):
         Detector.load(checkpoint)
+
+
+def test_a_checkpoint_from_before_cell_views_loads_and_scores_unchanged(
+    checkpoint: Path, make_slices: Callable[..., np.ndarray]
+) -> None:
+    images = make_slices(3, seed=5, pore=True)
+    now = Detector.load(checkpoint).score_batch(images)
+    # detector.json as it was written before cell views: polar grid names, no cell_view
+    spec = json.loads((checkpoint / SPEC_FILE).read_text())
+    assert spec.pop("cell_view") == "cylindrical"
+    memory = spec["memory"]
+    memory["radial"], memory["angular"], memory["outer"] = (
+        memory.pop("rows"),
+        memory.pop("columns"),
+        memory.pop("extent"),
+    )
+    (checkpoint / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    write_metadata(checkpoint, read_metadata(checkpoint))  # the spec's new hash
+    old = Detector.load(checkpoint)
+    assert old.cell_view == "cylindrical"
+    for a, b in zip(old.score_batch(images), now, strict=True):
+        assert a.anomaly_score == b.anomaly_score and a.reconstruction_error == b.reconstruction_error
+        np.testing.assert_array_equal(a.error_map, b.error_map)

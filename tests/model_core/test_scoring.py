@@ -6,36 +6,70 @@ from model_core.evaluation import auroc
 from model_core.scoring import (
     PatchMemory,
     PatchMemoryConfig,
-    angular_trend,
+    column_trend,
     image_anomaly_map,
+    layer_grid,
     patches,
-    polar_view,
 )
 
 
 def test_patches_wrap_around_the_angle() -> None:
-    config = PatchMemoryConfig(radial=16, angular=32, patch=4, stride=2)
-    polar = np.arange(16 * 32, dtype=np.float32).reshape(16, 32)
-    grid = patches(polar, config)
+    config = PatchMemoryConfig(rows=16, columns=32, patch=4, stride=2)
+    layers = np.arange(16 * 32, dtype=np.float32).reshape(16, 32)
+    grid = patches(layers, config)
     assert grid.shape == (7, 16, 16)
     last = grid[0, -1].reshape(4, 4)
-    assert last[0, -1] == polar[0, 1]  # the last patch continues at angle 0
+    assert last[0, -1] == layers[0, 1]  # the last patch continues at angle 0
+
+
+def test_patches_of_a_grid_that_does_not_wrap_stop_at_its_edge() -> None:
+    config = PatchMemoryConfig(rows=16, columns=32, patch=4, stride=2)
+    layers = np.arange(16 * 32, dtype=np.float32).reshape(16, 32)
+    grid = patches(layers, config, wrap=False)
+    assert grid.shape == (7, 15, 16)  # (32 - 4) / 2 + 1 patch columns, none across the seam
+    last = grid[0, -1].reshape(4, 4)
+    assert last[0, 0] == layers[0, 28] and last[0, -1] == layers[0, 31]
+    np.testing.assert_array_equal(grid, patches(layers, config)[:, :15])  # the rest is the same
+
+
+def test_without_wrap_nothing_borrows_across_the_seam() -> None:
+    # A flat normal memory; the query is flat but for something bright in its first columns.
+    config = PatchMemoryConfig(rows=16, columns=64, patch=4, stride=4, band=0, density_k=0, denoise=0)
+    flat = np.zeros((16, 64), np.float32)
+    query = flat.copy()
+    query[:, 0:2] = 1.0
+    for wrap in (True, False):
+        memory = PatchMemory.fit([flat, flat], config, np.random.default_rng(0), wrap=wrap)
+        assert memory.wrap is wrap
+        raw, smooth = memory.raw_distances(query), memory.patch_map(query)
+        assert raw.shape == (4, 16) and raw[:, 0].min() > 1.0
+        if wrap:  # the last column's patches and smoothing reach round to the first columns
+            assert smooth[:, -1].min() > 0.01
+        else:
+            assert raw[:, 1:].max() == 0.0 and smooth[:, -1].max() == 0.0
+    # The trend along a row wraps only when asked: a bright run at the end of the row and in
+    # column 1 make the median at column 0 bright across the seam, dark without it.
+    row = np.zeros((1, 128), np.float32)
+    row[0, -10:] = 1.0
+    row[0, 1] = 1.0
+    assert column_trend(row, 9)[0, 0] == 1.0
+    assert column_trend(row, 9, wrap=False)[0, 0] == 0.0
 
 
 def test_memory_finds_pores_and_points_at_them(make_slices: Callable[..., np.ndarray]) -> None:
     config = PatchMemoryConfig.for_image_size(64, bank_per_row=300)
-    train = [polar_view(x, config)[0] for x in make_slices(24, seed=0)]
+    train = [layer_grid(x, config)[0] for x in make_slices(24, seed=0)]
     memory = PatchMemory.fit(train[:20], config, np.random.default_rng(0))
     memory.calibrate_rows(train[20:])
     normal = make_slices(10, seed=1)
     defect = make_slices(10, seed=2, pore=True)
-    normal_scores = [float(memory.polar_map(polar_view(x, config)[0]).max()) for x in normal]
-    defect_scores = [float(memory.polar_map(polar_view(x, config)[0]).max()) for x in defect]
+    normal_scores = [float(memory.patch_map(layer_grid(x, config)[0]).max()) for x in normal]
+    defect_scores = [float(memory.patch_map(layer_grid(x, config)[0]).max()) for x in defect]
     assert auroc(normal_scores, defect_scores) > 0.9
     # The map's peak lies on the pore (the darkest pixels inside the can).
     image = defect[0]
-    polar, geometry = polar_view(image, config)
-    amap = image_anomaly_map(memory.polar_map(polar), geometry, config, image.shape)
+    layers, location = layer_grid(image, config)
+    amap = image_anomaly_map(memory.patch_map(layers), location, config, image.shape)
     peak = np.unravel_index(np.argmax(amap), amap.shape)
     pore = np.argwhere(image[8:56, 8:56] < 0.06) + 8
     assert np.min(np.hypot(*(pore - np.array(peak)).T)) < 5
@@ -43,28 +77,28 @@ def test_memory_finds_pores_and_points_at_them(make_slices: Callable[..., np.nda
 
 def test_memory_round_trips_through_arrays(make_slices: Callable[..., np.ndarray]) -> None:
     config = PatchMemoryConfig.for_image_size(64, bank_per_row=50)
-    polars = [polar_view(x, config)[0] for x in make_slices(4, seed=0)]
-    memory = PatchMemory.fit(polars, config, np.random.default_rng(0))
+    grids = [layer_grid(x, config)[0] for x in make_slices(4, seed=0)]
+    memory = PatchMemory.fit(grids, config, np.random.default_rng(0))
     again = PatchMemory.from_arrays(config, memory.to_arrays())
-    np.testing.assert_array_equal(memory.raw_distances(polars[0]), again.raw_distances(polars[0]))
+    np.testing.assert_array_equal(memory.raw_distances(grids[0]), again.raw_distances(grids[0]))
 
 
 def test_memory_grows_from_a_previous_one_but_stays_bounded(make_slices: Callable[..., np.ndarray]) -> None:
     config = PatchMemoryConfig.for_image_size(64, bank_per_row=40)
-    polars = [polar_view(x, config)[0] for x in make_slices(6, seed=0)]
-    first = PatchMemory.fit(polars[:1], config, np.random.default_rng(0))
-    second = PatchMemory.fit(polars[1:], config, np.random.default_rng(0), previous=first)
+    grids = [layer_grid(x, config)[0] for x in make_slices(6, seed=0)]
+    first = PatchMemory.fit(grids[:1], config, np.random.default_rng(0))
+    second = PatchMemory.fit(grids[1:], config, np.random.default_rng(0), previous=first)
     assert all(row.shape[0] <= 40 for row in second.bank)
     assert second.bank[0].shape[0] >= first.bank[0].shape[0]
 
 
-def test_angular_trend_keeps_stripes_and_leaves_a_local_kink() -> None:
+def test_column_trend_keeps_stripes_and_leaves_a_local_kink() -> None:
     rows = np.arange(32, dtype=np.float32)[:, None]
     stripes = np.sin(rows * 1.3) * np.ones((1, 256), dtype=np.float32)
     kinked = stripes.copy()
     kinked[10:14, 100:110] += 1.0  # a short departure along the angle, like a fold's kink
-    assert np.abs(stripes - angular_trend(stripes, 33)).max() < 1e-5
-    residual = kinked - angular_trend(kinked, 33)
+    assert np.abs(stripes - column_trend(stripes, 33)).max() < 1e-5
+    residual = kinked - column_trend(kinked, 33)
     assert residual[10:14, 100:110].min() > 0.9
     assert np.abs(residual[:, 130:]).max() < 1e-5
 
@@ -72,53 +106,53 @@ def test_angular_trend_keeps_stripes_and_leaves_a_local_kink() -> None:
 def test_a_long_arc_shows_in_the_quarter_turn_channel_only() -> None:
     # A missing electrode spans most of an eighth of a turn: the short window's median follows it,
     # the quarter-turn window's does not.
-    config = PatchMemoryConfig(radial=32, angular=256, detrend=0.125, detrend_long=0.25, denoise=0)
+    config = PatchMemoryConfig(rows=32, columns=256, detrend=0.125, detrend_long=0.25, denoise=0)
     rows = np.arange(32, dtype=np.float32)[:, None]
     stripes = np.sin(rows * 1.3) * np.ones((1, 256), dtype=np.float32)
     arc = stripes.copy()
     arc[10:13, 100:124] -= 1.0  # 24 of the short window's 32 columns
-    short, long = arc - angular_trend(arc, 32), arc - angular_trend(arc, 64)
+    short, long = arc - column_trend(arc, 32), arc - column_trend(arc, 64)
     assert np.abs(short[10:13, 106:118]).max() < 0.1
     assert long[10:13, 106:118].max() < -0.9
-    # polar_view stacks both channels and every patch carries both
+    # layer_grid stacks both channels and every patch carries both
     image = np.zeros((64, 64), np.float32)
-    channels, _ = polar_view(image, config)
+    channels, _ = layer_grid(image, config)
     assert channels.shape == (2, 32, 256)
     assert patches(channels, config).shape[-1] == 2 * config.patch**2
 
 
 def test_the_busiest_patches_of_every_slice_reach_the_memory() -> None:
     # A tab crosses each row in one place: random picks of 4 of 64 patches mostly miss it.
-    config = PatchMemoryConfig(radial=16, angular=256, patch=4, stride=4, bank_per_row=1000, salient=1, candidates=1)
-    polars = []
+    config = PatchMemoryConfig(rows=16, columns=256, patch=4, stride=4, bank_per_row=1000, salient=1, candidates=1)
+    grids = []
     for i in range(8):
-        polar = np.zeros((16, 256), np.float32)
-        polar[:, 32 * i : 32 * i + 4] = 1.0  # the tab, one patch wide, at another angle in every slice
-        polars.append(polar)
+        layers = np.zeros((16, 256), np.float32)
+        layers[:, 32 * i : 32 * i + 4] = 1.0  # the tab, one patch wide, at another angle in every slice
+        grids.append(layers)
 
     def tab_patches(memory: PatchMemory) -> int:
         return int((memory.bank[1].max(axis=1) == 1.0).sum())
 
-    views = 2 * len(polars)  # each slice and its mirror image
-    assert tab_patches(PatchMemory.fit(polars, config, np.random.default_rng(0))) >= views
+    views = 2 * len(grids)  # each slice and its mirror image
+    assert tab_patches(PatchMemory.fit(grids, config, np.random.default_rng(0))) >= views
     without = config.model_copy(update={"salient": 0})
-    assert tab_patches(PatchMemory.fit(polars, without, np.random.default_rng(0))) < views // 2
+    assert tab_patches(PatchMemory.fit(grids, without, np.random.default_rng(0))) < views // 2
 
 
 def test_a_sparse_family_of_normal_patches_forgives_its_own_spread() -> None:
     # One patch row: countless near-identical stripe patches and five tabs of different brightness.
-    config = PatchMemoryConfig(radial=16, angular=256, patch=4, stride=4, band=0, density_k=1, denoise=0)
+    config = PatchMemoryConfig(rows=16, columns=256, patch=4, stride=4, band=0, density_k=1, denoise=0)
     rng = np.random.default_rng(0)
     bar = np.zeros((4, 4), np.float32)
     bar[:, 0] = 1.0  # a radial strip at the patch's left edge
     stripes = rng.normal(0, 0.01, size=(200, 16)).astype(np.float32)
     tabs = np.stack([level * bar.ravel() for level in (1.0, 2.0, 3.0, 4.0, 5.0)])
     bank = [np.concatenate([stripes, tabs])] * 4
-    polar = np.zeros((16, 256), np.float32)
-    polar[:4, 8] = 2.5  # a tab between two the memory knows: 0.5 * |bar| = 1.0 from both
-    polar[1:3, 20:22] = -3.0  # a dark blob (a pore): like nothing in the memory
-    forgiving = PatchMemory(config=config, bank=bank).raw_distances(polar)[0]
-    strict = PatchMemory(config=config.model_copy(update={"density_k": 0}), bank=bank).raw_distances(polar)[0]
+    layers = np.zeros((16, 256), np.float32)
+    layers[:4, 8] = 2.5  # a tab between two the memory knows: 0.5 * |bar| = 1.0 from both
+    layers[1:3, 20:22] = -3.0  # a dark blob (a pore): like nothing in the memory
+    forgiving = PatchMemory(config=config, bank=bank).raw_distances(layers)[0]
+    strict = PatchMemory(config=config.model_copy(update={"density_k": 0}), bank=bank).raw_distances(layers)[0]
     assert abs(strict[2] - 1.0) < 1e-3
     assert forgiving[2] < 0.1
     assert forgiving[5] > 4.0 and abs(forgiving[5] - strict[5]) < 0.05  # its nearest is a dense stripe
