@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,24 @@ from model_core.scoring import PatchMemoryConfig
 from model_core.training import TrainingConfig
 
 SIZE = 64
+REAL_SCANS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real" / "battery_xct_workflows"
+
+
+def require_data(path: Path, what: str) -> Path:
+    """`path` when it exists. Otherwise the test fails in CI (the environment variable `CI` set),
+    where the data must be there, and is skipped locally, saying what is missing and where."""
+    if path.exists():
+        return path
+    missing = f"{what} not present at {path.resolve()}"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{missing}: CI must provide it (the workplace's ../shared/data)", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture(scope="session")
+def real_scans() -> Path:
+    """The full-resolution real scans (`im_1.tif`, `cell_vol/`) from ../shared."""
+    return require_data(REAL_SCANS, "the real CT scans (battery_xct_workflows)")
 
 
 def spiral_slice(rng: np.random.Generator, size: int = SIZE, pore: bool = False) -> np.ndarray:

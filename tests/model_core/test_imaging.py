@@ -17,8 +17,6 @@ from model_core.imaging import (
 )
 
 MAX = 4096 * 4096
-REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real" / "battery_xct_workflows"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real scans not present at {REAL}")
 
 
 def encode(array: np.ndarray, fmt: str, **params: object) -> bytes:
@@ -175,18 +173,16 @@ def test_iter_image_files_recursive_sorted_case_insensitive(tmp_path: Path) -> N
         list(iter_image_files(tmp_path / "a.tif"))
 
 
-@needs_real
-def test_real_16_bit_scan() -> None:
-    raw = load_image_file(REAL / "im_1.tif")
+def test_real_16_bit_scan(real_scans: Path) -> None:
+    raw = load_image_file(real_scans / "im_1.tif")
     assert raw.ndim == 2 and raw.max() > 255  # 16-bit values survive decoding
     model_input = preprocess(raw, 64)
     assert model_input.shape == (64, 64) and np.isfinite(model_input).all()
     assert model_input.std() > 0.05 and model_input.min() >= 0.0 and model_input.max() <= 1.0
 
 
-@needs_real
-def test_real_8_bit_scan() -> None:
-    raw = load_image_file(REAL / "cell_vol" / "im070.tif")
+def test_real_8_bit_scan(real_scans: Path) -> None:
+    raw = load_image_file(real_scans / "cell_vol" / "im070.tif")
     assert raw.ndim == 2 and raw.max() <= 255
     model_input = preprocess(raw, 64)
     assert model_input.shape == (64, 64) and model_input.max() > 0.5 and model_input.std() > 0.05
