@@ -56,6 +56,7 @@ TRAIN_SCANS = 8
 STREAM_SCANS = 12
 # Grafana's $__rate_interval, widened to cover the whole test so that every event is in the window.
 RATE_WINDOW = "10m"
+SCRAPE_INTERVAL_S = 1.0
 
 
 def free_port() -> int:
@@ -86,7 +87,7 @@ class PrometheusServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S:g}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S:g}s"},
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()
             ],
@@ -274,18 +275,29 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
                 "prometheus to scrape the stream's results",
                 60,
             )
-            await asyncio.sleep(3)  # a few more scrapes, so that rate() has samples after the last change
-
-            empty = []
-            for query in panel_queries(dashboard):
-                result = await asyncio.to_thread(prometheus.query, query.expr.replace("$__rate_interval", RATE_WINDOW))
-                values = [float(series["value"][1]) for series in result]
-                if not values or all(math.isnan(value) for value in values):
-                    empty.append(describe(query, result))
+            # A series first scraped with the final state has one sample: rate() needs a second one. So
+            # the panels are asked until each returns data (each scrape is the event), up to a deadline.
+            empty = await asyncio.to_thread(panels_without_data, prometheus, dashboard, 60.0)
             assert not empty, "dashboard panels without data:\n" + "\n".join(empty)
             assert prometheus.value('count(up{job=~"inference|retrain|api"} == 1)') == 3
         finally:
             prometheus.stop()
+
+
+def panels_without_data(prometheus: PrometheusServer, dashboard: dict[str, Any], timeout_s: float) -> list[str]:
+    """The panels whose PromQL returns no data, asked again after every scrape interval until none is
+    left or `timeout_s` has passed (then the last answer, for the assertion's message)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        empty = []
+        for query in panel_queries(dashboard):
+            result = prometheus.query(query.expr.replace("$__rate_interval", RATE_WINDOW))
+            values = [float(series["value"][1]) for series in result]
+            if not values or all(math.isnan(value) for value in values):
+                empty.append(describe(query, result))
+        if not empty or time.monotonic() > deadline:
+            return empty
+        time.sleep(SCRAPE_INTERVAL_S)
 
 
 def describe(query: PanelQuery, result: list[dict[str, Any]]) -> str:
