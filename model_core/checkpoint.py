@@ -5,10 +5,12 @@ guarantees that what is loaded is exactly what was trained: `write_metadata` rec
 SHA-256 of every other file in the directory, `verify_checkpoint` refuses a directory with a
 missing, extra or changed file, or metadata it cannot read.
 
-Versions. A checkpoint has two names:
-- `version` in the metadata written at train time is *provisional*: whatever the trainer chose
-  (a timestamp by default). It is kept as `label` once published.
-- The registry assigns the real version at publish time: ``v<sequence>-<content hash>``, e.g.
+Names. A checkpoint has one version, the registry's, and before that a draft name:
+- `version` in the metadata written at train time is a *draft name*, made by `draft_name` and
+  nowhere else: ``draft-<UTC time>Z[-<source>]``, never mistaken for a version. Once published
+  it is kept as `label` (checkpoints published before draft names carry the trainer's timestamp
+  ``v<time>Z[-<batch>]`` there instead).
+- The registry assigns the version at publish time: ``v<sequence>-<content hash>``, e.g.
   ``v0007-3fa2c91b``: readable, sortable by sequence, and tied to the content (the first 8 hex
   of `content_hash`, the hash of the file hashes). The registry rewrites `metadata.json` with it;
   `metadata.json` is not among the hashed files, so that rewrite leaves the checkpoint valid.
@@ -33,7 +35,25 @@ from model_core.errors import CheckpointError, CheckpointIntegrityError
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
+DRAFT_PREFIX = "draft-"
 _CHUNK = 1 << 20
+_SOURCE_CHARS = 8
+
+
+def draft_name(*, source: str | None = None, created_at: datetime | None = None) -> str:
+    """The name of a checkpoint no registry has published yet: ``draft-<UTC time to the
+    microsecond>Z``, plus ``-<source>`` (its first 8 ASCII letters and digits) when given, e.g.
+    ``draft-20260102T030405123456Z-3fa2c91b`` for the batch ``3fa2c91b-...``. Drafts sort by
+    creation time, are safe as a directory name, and never match a registry version."""
+    when = (created_at or datetime.now(UTC)).astimezone(UTC)
+    name = f"{DRAFT_PREFIX}{when:%Y%m%dT%H%M%S%f}Z"
+    tag = "".join(ch for ch in source or "" if ch.isascii() and ch.isalnum())[:_SOURCE_CHARS]
+    return f"{name}-{tag}" if tag else name
+
+
+def is_draft(name: str) -> bool:
+    """Whether `name` is a draft name (`draft_name`), not a registry version."""
+    return name.startswith(DRAFT_PREFIX)
 
 
 class DatasetSnapshot(BaseModel):
@@ -60,8 +80,8 @@ class CheckpointMetadata(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     format_version: int = Field(FORMAT_VERSION, description="Version of this checkpoint format")
-    version: str = Field(min_length=1, max_length=64, description="Registry version, or provisional before publish")
-    label: str | None = Field(None, max_length=64, description="The provisional version it was trained under")
+    version: str = Field(min_length=1, max_length=64, description="Registry version, or the draft name before publish")
+    label: str | None = Field(None, max_length=64, description="The draft name it was saved under before publish")
     parent: str | None = Field(None, max_length=64, description="Version it was warm-started from")
     created_at: datetime
     threshold: float

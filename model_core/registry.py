@@ -9,8 +9,10 @@ Layout on the store (the same for a local directory and an S3 bucket):
     current.json                        the serving version, written last of all
     lease.json                          the writer lease: owner, token, expiry
 
-Versions are ``v<sequence>-<first 8 hex of the content hash>`` (see `model_core.checkpoint`).
-Publishing the same content twice returns the existing version: a retry after a crash is safe.
+Versions are ``v<sequence>-<first 8 hex of the content hash>`` (see `model_core.checkpoint`), the
+only version a published checkpoint has; the draft name it was saved under (`draft_name`) stays
+as `metadata.label`. Publishing the same content twice returns the existing version: a retry
+after a crash is safe.
 
 Single writer. Every mutating call takes the writer lease (or renews it when this registry
 holds it via `writer()`), so a second writer gets `RegistryConflict` instead of interleaving
@@ -286,7 +288,7 @@ class Registry:
             self.store.put(f"versions/{version}/{METADATA_FILE}", published.to_json())  # now it exists
             if status == "promoted":
                 self._set_current(version)
-        log.info("published %s (trained as %s)", version, metadata.version)
+        log.info("published %s (saved as %s)", version, metadata.version)
         return version
 
     def promote(self, version: str, *, reason: str | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,18 +89,31 @@ class TrainedDetector:
         self,
         checkpoint_dir: Path,
         *,
-        version: str | None = None,
+        source: str | None = None,
         sample_ids: Sequence[str] = (),
         n_defect: int = 0,
+        version: str | None = None,
     ) -> Path:
-        """Write the model files and `metadata.json` (with every file's hash) to `checkpoint_dir`."""
-        from model_core.checkpoint import CheckpointMetadata, write_metadata
+        """Write the model files and `metadata.json` (with every file's hash) to `checkpoint_dir`.
 
+        The checkpoint is named by `model_core.checkpoint.draft_name` (with `source`, e.g. the id
+        of the batch that made it) until `Registry.publish` gives it its version; read the name
+        back with `read_metadata(checkpoint_dir).version`. `version` is deprecated: a name chosen
+        by the caller, kept only until the retrain job stops passing one."""
+        from model_core.checkpoint import CheckpointMetadata, draft_name, write_metadata
+
+        if version is not None:
+            warnings.warn(
+                "TrainedDetector.save(version=...) is deprecated: checkpoints are named by draft_name "
+                "(pass source=...) until the registry publishes them",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         checkpoint_dir = Path(checkpoint_dir)
         self.core.save_parts(checkpoint_dir)
         created = datetime.now(UTC)
         metadata = CheckpointMetadata.create(
-            version=version or created.strftime("v%Y%m%dT%H%M%S%fZ"),
+            version=version or draft_name(source=source, created_at=created),
             parent=self.parent_version,
             created_at=created,
             threshold=self.threshold.threshold,

@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Train the anomaly detector on the normal slices under DIR/normal/ (any depth; PNG, TIFF or "
             "JPEG, 8- or 16-bit). Slices under DIR/defect/ (optional) only calibrate the threshold. "
-            "Prints progress per epoch on stderr and the checkpoint's location on stdout."
+            "Prints progress per epoch and the checkpoint's draft name on stderr, its location on stdout; "
+            "`battery-ct checkpoints import` publishes it under its registry version."
         ),
     )
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="directory with normal/ [defect/]")
@@ -77,6 +78,7 @@ def _print_progress(step: EpochProgress) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from model_core.checkpoint import read_metadata
     from model_core.network import NetworkConfig
     from model_core.scoring import PatchMemoryConfig
     from model_core.thresholds import ThresholdRule
@@ -120,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"threshold {trained.threshold.threshold:.4f} ({trained.threshold.rule}); "
         f"validation error {trained.validation_error:.6f}; trained in {trained.training_seconds:.0f} s",
+        file=sys.stderr,
+    )
+    print(
+        f"draft {read_metadata(args.out).version}: `battery-ct checkpoints import {args.out}` gives it its version",
         file=sys.stderr,
     )
     print(f"checkpoint written to {args.out}")

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -8,11 +9,14 @@ from model_core.checkpoint import (
     CheckpointMetadata,
     DatasetSnapshot,
     content_hash,
+    draft_name,
+    is_draft,
     read_metadata,
     verify_checkpoint,
     write_metadata,
 )
 from model_core.errors import CheckpointError, CheckpointIntegrityError
+from model_core.registry import VERSION_PATTERN
 
 
 def make_checkpoint(root: Path, *, weights: bytes = b"weights") -> Path:
@@ -89,3 +93,18 @@ def test_an_empty_directory_is_not_a_checkpoint(tmp_path: Path) -> None:
         write_metadata(tmp_path, metadata)
     with pytest.raises(CheckpointIntegrityError):
         verify_checkpoint(tmp_path / "absent")
+
+
+def test_draft_names_sort_by_time_carry_their_source_and_are_never_versions() -> None:
+    early = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert draft_name(created_at=early) == "draft-20260102T030405123456Z"
+    assert draft_name(source="3fa2c91b-77aa-4e0f", created_at=early) == "draft-20260102T030405123456Z-3fa2c91b"
+    assert draft_name(source="../a b/", created_at=early).endswith("Z-ab")  # safe as a directory name
+    assert draft_name(source="", created_at=early) == draft_name(created_at=early)
+    in_paris = early.astimezone(timezone(timedelta(hours=1)))
+    assert draft_name(created_at=in_paris) == draft_name(created_at=early)  # always UTC
+    later = draft_name(source="00000000", created_at=early + timedelta(microseconds=1))
+    assert sorted([later, draft_name(source="ffffffff", created_at=early)])[-1] == later
+    name = draft_name(source="x" * 100)
+    assert is_draft(name) and len(name) <= 64 and not VERSION_PATTERN.fullmatch(name)
+    assert not is_draft("v0001-abcdef12")

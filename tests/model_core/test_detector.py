@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.checkpoint import read_metadata, write_metadata
+from model_core.checkpoint import is_draft, read_metadata, write_metadata
 from model_core.detector import SPEC_FILE, Detector
 from model_core.errors import CheckpointIntegrityError
 from model_core.training import TrainedDetector, TrainingConfig, train_detector
@@ -31,14 +31,15 @@ def trained(spiral: Callable[..., np.ndarray]) -> TrainedDetector:
 
 @pytest.fixture
 def checkpoint(trained: TrainedDetector, tmp_path: Path) -> Path:
-    return trained.save(tmp_path / "ckpt", version="v-test", sample_ids=["a", "b"], n_defect=3)
+    return trained.save(tmp_path / "ckpt", source="test-batch", sample_ids=["a", "b"], n_defect=3)
 
 
 def test_save_load_round_trip_scores_the_same(
     trained: TrainedDetector, checkpoint: Path, make_slices: Callable[..., np.ndarray]
 ) -> None:
     detector = Detector.load(checkpoint)
-    assert detector.version == "v-test"
+    assert is_draft(detector.version) and detector.version.endswith("Z-testbatc")
+    assert detector.metadata.label is None
     assert detector.cell_view == "cylindrical"
     assert detector.threshold == pytest.approx(trained.threshold.threshold)
     assert detector.image_size == 64
@@ -80,6 +81,14 @@ def test_a_checkpoint_with_a_missing_file_is_refused(checkpoint: Path) -> None:
     (checkpoint / "autoencoder.keras").unlink()
     with pytest.raises(CheckpointIntegrityError):
         Detector.load(checkpoint)
+
+
+def test_a_caller_chosen_version_still_names_the_checkpoint_but_is_deprecated(
+    trained: TrainedDetector, tmp_path: Path
+) -> None:
+    with pytest.warns(DeprecationWarning, match="draft_name"):
+        checkpoint = trained.save(tmp_path / "ckpt", version="v-test")
+    assert Detector.load(checkpoint).version == "v-test"
 
 
 def test_a_checkpoint_from_before_cell_views_loads_and_scores_unchanged(

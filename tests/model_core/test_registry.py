@@ -3,7 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from model_core.checkpoint import METADATA_FILE, CheckpointMetadata, verify_checkpoint, write_metadata
+from model_core.checkpoint import (
+    METADATA_FILE,
+    CheckpointMetadata,
+    draft_name,
+    is_draft,
+    verify_checkpoint,
+    write_metadata,
+)
 from model_core.errors import BlobNotFound, CheckpointIntegrityError, RegistryConflict, RegistryError
 from model_core.registry import (
     LEASE_KEY,
@@ -68,6 +75,16 @@ def test_publish_assigns_sequenced_content_hashed_versions(store: LocalBlobStore
     # Same content again: the same version, nothing new written.
     assert registry.publish(checkpoint(tmp_path / "a2", b"aaaa")) == first
     assert len(registry.versions()) == 2
+
+
+def test_a_draft_is_published_under_the_registry_version_and_kept_as_label(
+    store: LocalBlobStore, tmp_path: Path
+) -> None:
+    name = draft_name(source="batch-1")
+    version = Registry(store).publish(checkpoint(tmp_path / "a", b"aaaa", version=name))
+    published = Registry(store).metadata(version)
+    assert published.version == version and VERSION_PATTERN.fullmatch(version)
+    assert published.label == name and is_draft(published.label)
 
 
 def test_fetch_verifies_and_refuses_a_tampered_version(store: LocalBlobStore, tmp_path: Path) -> None:
