@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model_core.cell_view import DEFAULT_CELL_VIEW, cell_view
 from model_core.network import NetworkConfig
-from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, layer_grid, slice_score
+from model_core.patch_memory import PatchMemory
+from model_core.scoring import PatchMemoryConfig, image_anomaly_map, layer_grid, slice_score
 
 if TYPE_CHECKING:
     from model_core.checkpoint import CheckpointMetadata

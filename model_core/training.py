@@ -27,7 +27,8 @@ from model_core.detector import DetectorCore, DetectorSpec
 from model_core.evaluation import auroc
 from model_core.gate import ValidationMetrics
 from model_core.network import NetworkConfig, build_autoencoder
-from model_core.scoring import PatchMemory, PatchMemoryConfig, layer_grid
+from model_core.patch_memory import PatchMemory
+from model_core.scoring import PatchMemoryConfig, layer_grid
 from model_core.thresholds import ThresholdDecision, ThresholdRule, calibrate
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from model_core import cell_view as cell_views
 from model_core.cell_view import CELL_VIEWS, CellView, CylindricalView, LayerGrid, cell_view
 from model_core.detector import DetectorSpec
-from model_core.scoring import PatchMemory, PatchMemoryConfig, image_anomaly_map, layer_grid
+from model_core.patch_memory import PatchMemory
+from model_core.scoring import PatchMemoryConfig, image_anomaly_map, layer_grid
 
 
 class FlatView:
