@@ -95,7 +95,7 @@ def quick_checkpoint(size: int, work: Path, seed: int) -> Path:
     slices = [
         preprocess(decode_image(png, max_pixels=size * size * 4), size) for png in simulated_pngs(16, size, seed + 1)
     ]
-    return train_detector(np.stack(slices), None, _config_for(size)).save(work / "checkpoint", version="bench")
+    return train_detector(np.stack(slices), None, _config_for(size)).save(work / "checkpoint", source="bench")
 
 
 def _config_for(size: int) -> Any:

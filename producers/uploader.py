@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from model_core.errors import ImageDecodeError
 from model_core.imaging import SUPPORTED_EXTENSIONS, decode_image
-from schemas.base import ScanId
+from schemas.base import ScanId, summarise
 from schemas.scans import ScanEvent
 from schemas.settings import Settings
 
@@ -67,8 +67,9 @@ def checked_scan_id(scan_id: str) -> str:
     try:
         return str(_SCAN_ID.validate_python(scan_id))
     except ValidationError as exc:
-        reason = "; ".join(e["msg"] for e in exc.errors())
-        raise UploadRefused(f"invalid scan id {scan_id!r}: {reason}", code="bad_scan_id") from exc
+        raise UploadRefused(
+            f"invalid scan id {scan_id!r}: {summarise(exc, whole='scan id')}", code="bad_scan_id"
+        ) from exc
 
 
 class Uploader:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from runtime.records import SourceRecord
 from schemas.dead_letters import DeadLetter
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A message (or one scan of it) that can never be processed: it goes to the dead-letter topic."""
+
+    source: SourceRecord
+    error: BaseException
+    scan_id: str | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        """The dead letter's key: the message's own, else the scan it was about."""
+        return self.source.key or (self.scan_id.encode() if self.scan_id else None)
 
 
 def error_code(exc: BaseException) -> str:

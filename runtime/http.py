@@ -7,6 +7,7 @@ A tiny asyncio server, so a consumer needs no web framework; it answers from the
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from dataclasses import dataclass, field
 
@@ -30,8 +31,17 @@ class Health:
         self.ready, self.reason = False, reason
 
 
+class PortTaken(Exception):  # noqa: N818 (a state of the host, said to the operator)
+    """The port is used by another process; says which setting chooses another."""
+
+    def __init__(self, port: int, setting: str) -> None:
+        super().__init__(f"port {port} is already in use by another process: set {setting} to a free port")
+        self.port = port
+        self.setting = setting
+
+
 class MetricsServer:
-    def __init__(self, registry: CollectorRegistry, health: Health, *, host: str = "0.0.0.0", port: int = 9100) -> None:
+    def __init__(self, registry: CollectorRegistry, health: Health, *, host: str = "0.0.0.0", port: int) -> None:
         self._registry = registry
         self._health = health
         self._host = host
@@ -47,7 +57,12 @@ class MetricsServer:
         return port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortTaken(self._port, "BATTERY_CT_METRICS_PORT") from exc
         log.info("metrics and health on http://%s:%d/metrics /healthz /readyz", self._host, self.port)
 
     async def stop(self) -> None:

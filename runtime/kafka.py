@@ -26,8 +26,8 @@ def transactional_id(settings: Settings, group_id: str) -> str:
     return f"{settings.transactional_id_prefix}-{group_id}-{instance_id(settings)}"
 
 
-def make_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer of `topics` in `group_id` (None: no group, partitions assigned by hand)."""
+def consumer_config(settings: Settings, *, group_id: str | None, **overrides: Any) -> dict[str, Any]:
+    """The configuration of every battery-ct consumer (a pure function: what the tests check)."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "client_id": f"{CLIENT_ID}-{instance_id(settings)}",
@@ -40,11 +40,16 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
         "retry_backoff_ms": 200,
     }
     config.update(overrides)
-    return AIOKafkaConsumer(*topics, **config)
+    return config
 
 
-def make_producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> AIOKafkaProducer:
-    """An idempotent producer; transactional when `transactional_id` is given."""
+def make_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer of `topics` in `group_id` (None: no group, partitions assigned by hand)."""
+    return AIOKafkaConsumer(*topics, **consumer_config(settings, group_id=group_id, **overrides))
+
+
+def producer_config(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The configuration of every battery-ct producer: idempotent; transactional with `transactional_id`."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "client_id": f"{CLIENT_ID}-{instance_id(settings)}",
@@ -57,4 +62,9 @@ def make_producer(settings: Settings, *, transactional_id: str | None = None, **
     if transactional_id is not None:
         config["transactional_id"] = transactional_id
     config.update(overrides)
-    return AIOKafkaProducer(**config)
+    return config
+
+
+def make_producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer; transactional when `transactional_id` is given."""
+    return AIOKafkaProducer(**producer_config(settings, transactional_id=transactional_id, **overrides))

@@ -1,14 +1,16 @@
-"""Following the model-updates topic, as the inference consumer and the facade both do: from the
-topic's end, without a group (every partition), skipping what does not parse."""
+"""The model-updates feed: every process that serves a model follows the topic from its end,
+without a group (every partition), skipping what does not parse."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 
 from runtime.kafka import make_consumer
+from runtime.topics import ensure_topics, standard_topics
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 
@@ -16,6 +18,16 @@ log = logging.getLogger(__name__)
 
 # The statuses after which another version serves; a `rejected` update changes nothing served.
 SERVING_STATUSES = ("promoted", "rolled_back")
+
+
+class UpdateFeed(Protocol):
+    """Model updates broadcast from the moment `open` returns (earlier ones are not replayed)."""
+
+    async def open(self) -> None: ...
+
+    def updates(self) -> AsyncIterator[ModelUpdate]: ...
+
+    async def close(self) -> None: ...
 
 
 async def open_model_updates(settings: Settings) -> AIOKafkaConsumer:
@@ -47,3 +59,26 @@ async def read_model_updates(consumer: AIOKafkaConsumer) -> AsyncIterator[ModelU
             yield ModelUpdate.from_json(message.value or b"")
         except ValueError as exc:
             log.warning("ignoring a malformed model update at %s/%d: %s", message.topic, message.offset, exc)
+
+
+class KafkaUpdateFeed:
+    """The `UpdateFeed` on the real broker (creates the topics first when they are missing)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def open(self) -> None:
+        settings = self._settings
+        await ensure_topics(settings, standard_topics(settings))
+        self._consumer = await open_model_updates(settings)
+
+    async def updates(self) -> AsyncIterator[ModelUpdate]:
+        assert self._consumer is not None, "open() first"
+        async for update in read_model_updates(self._consumer):
+            yield update
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from runtime.http import PortTaken
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,19 @@ async def serve_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]
     return 0
 
 
+def run_service(run: Callable[[Settings], Coroutine[Any, Any, int]], settings: Settings) -> int:
+    """Run a service to its end: its exit status, or 2 with one line on stderr when its port is taken."""
+    try:
+        return asyncio.run(run(settings))
+    except PortTaken as exc:
+        print(f"battery-ct: {exc}", file=sys.stderr)
+        return 2
+
+
 def run_in_foreground(run: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
     """`python -m consumers.<service>`: settings from the environment, logs to stderr, run."""
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    return asyncio.run(run(settings))
+    return run_service(run, settings)

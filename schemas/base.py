@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 SCHEMA_MAJOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.0"
@@ -27,6 +28,23 @@ def _reject_traversal(value: str) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def summarise_errors(errors: Iterable[Mapping[str, Any]], *, whole: str = "message", most: int = 5) -> str:
+    """One line naming where each of the first `most` validation errors is and what it says, e.g.
+    `image_url: Field required; schema_version: unknown schema major version 2 (...)`; `whole`
+    names the top level. Takes `ValidationError.errors()` and FastAPI's request errors alike."""
+    parts = []
+    for error in list(errors)[:most]:
+        loc = error.get("loc", ())
+        where = ".".join(str(p) for p in loc) if isinstance(loc, tuple | list) else str(loc)
+        parts.append(f"{where or whole}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or f"invalid {whole}"
+
+
+def summarise(exc: ValidationError, *, whole: str = "message") -> str:
+    """`summarise_errors` of a pydantic `ValidationError`."""
+    return summarise_errors(exc.errors(), whole=whole)
 
 
 def _check_major(value: str) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.base import Message, ScanId, utc_now
+from schemas.base import Message, ScanId, summarise, utc_now
 
 
 class ScanEvent(Message):
@@ -112,15 +111,4 @@ def parse_scan_message(payload: bytes) -> list[ScanEvent]:
             return BucketNotification.model_validate(document).to_scan_events()
         return [ScanEvent.model_validate(document)]
     except ValidationError as exc:
-        raise ScanMessageError(_summarise(exc)) from exc
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "message"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
-ScanSource = Literal["battery-ct", "s3-notification"]
+        raise ScanMessageError(summarise(exc)) from exc

@@ -14,7 +14,7 @@ ENV_PREFIX = "BATTERY_CT_"
 class Settings(BaseSettings):
     """Every setting of battery-ct. Frozen: read once at the edge of a process and passed down.
 
-    The README's settings table is generated from this class (``python -m facade.infra.settings_table``), so the
+    The README's settings table is generated from this class (``python -m tools.settings_table``), so the
     description of each field is what an operator reads.
     """
 
@@ -94,7 +94,13 @@ class Settings(BaseSettings):
     allowed_http_hosts: tuple[str, ...] = Field(
         (), description="Extra host:port values whose http(s) image URLs are accepted (besides the S3 endpoint)"
     )
-    metrics_port: int = Field(9100, ge=0, le=65535, description="Port of /metrics and /healthz of a consumer")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of /metrics and /healthz of a consumer; unset: the service's own "
+        "(inference 9100, retrain 9101), so both run on one host",
+    )
     log_level: str = Field("INFO", description="Python logging level")
 
     # Local infrastructure (battery-ct infra)
@@ -105,3 +111,12 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "battery-ct" / "kafka-libs",
         description="Cache of the Kafka broker jars that Maven resolves for battery-ct infra (outside the repo)",
     )
+
+    def metrics_port_of(self, service: ServiceName) -> int:
+        """The metrics port of `service`: the setting when given, else the service's own default."""
+        return SERVICE_METRICS_PORTS[service] if self.metrics_port is None else self.metrics_port
+
+
+ServiceName = Literal["inference", "retrain"]
+# Distinct defaults, so that `battery-ct serve inference` and `serve retrain` run side by side on one host.
+SERVICE_METRICS_PORTS: dict[ServiceName, int] = {"inference": 9100, "retrain": 9101}

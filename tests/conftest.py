@@ -2,7 +2,7 @@
 
 `infra_settings` (session): Settings pointing at a running broker and S3 endpoint. Reuses the ones
 named by BATTERY_CT_KAFKA_BOOTSTRAP / BATTERY_CT_S3_ENDPOINT when they answer (e.g. after
-`eval "$(battery-ct infra up --env)"`), else starts its own once per session through facade.infra
+`eval "$(battery-ct infra up --env)"`), else starts its own once per session through local_stack
 (on free ports, state in a temporary directory) and stops them at the end. If they cannot be
 started the fixture fails: a test that needs the infrastructure never skips.
 
@@ -122,5 +122,5 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
             batch_size=8,
             seed=seed,
         )
-        out[name] = train_detector(normal, None, config).save(root / name, version=f"tiny-{name}")
+        out[name] = train_detector(normal, None, config).save(root / name, source=f"tiny-{name}")
     return out

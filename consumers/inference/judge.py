@@ -1,8 +1,7 @@
-"""Score a prepared batch with the serving model and turn the scores into verdicts.
+"""Score a prepared batch with the detector pinned at its poll and turn the scores into verdicts.
 
 The model runs in one dedicated worker thread (TensorFlow is never called from the event loop,
-which must keep heartbeating); the detector is taken from the holder once per batch, so a hot
-swap takes effect between batches and every verdict names the version that made it.
+which must keep heartbeating).
 """
 
 from __future__ import annotations
@@ -16,17 +15,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consumers.inference.prepare import PreparedBatch, Preparer
-from consumers.inference.steps import Poison, Ready, build_verdict, stack_images
+from consumers.inference.prepare import PreparedBatch
+from consumers.inference.steps import Ready, build_verdict, stack_images
 from model_core.detector import Detector, ScanScore
-from model_core.serving import ModelHolder
+from runtime.dead_letters import Poison
 from schemas.verdicts import Verdict
 from storage.scans import heatmap_key
 
 log = logging.getLogger(__name__)
 
-# (scan's preprocessed image, its error map, key) -> URL of the stored heat map, None if not stored
 Scored = tuple[Ready, ScanScore]
+# (scan's preprocessed image, its error map, key) -> URL of the stored heat map, None if not stored
 HeatmapWriter = Callable[[np.ndarray, np.ndarray, str], Awaitable[str | None]]
 
 
@@ -38,32 +37,16 @@ class Judged:
     verdicts: list[Verdict] = field(default_factory=list)
     poisons: list[Poison] = field(default_factory=list)
     model_s: float = 0.0
-    model_version: str = ""
 
 
 class Judge:
-    def __init__(
-        self,
-        holder: ModelHolder,
-        model_executor: Executor,
-        preparer: Preparer,
-        *,
-        heatmaps: HeatmapWriter | None = None,
-    ) -> None:
-        self._holder = holder
+    def __init__(self, model_executor: Executor, *, heatmaps: HeatmapWriter | None = None) -> None:
         self._executor = model_executor
-        self._preparer = preparer
         self._heatmaps = heatmaps
 
     async def judge(self, batch: PreparedBatch) -> Judged:
-        detector = self._holder.require()
-        ready, poisons = batch.ready, list(batch.poisons)
-        if ready and detector.image_size != batch.image_size:
-            log.info("model input size changed to %d px: preprocessing the batch again", detector.image_size)
-            redone = await self._preparer.redecode(ready, detector.image_size)
-            ready = [item for item in redone if isinstance(item, Ready)]
-            poisons += [item for item in redone if isinstance(item, Poison)]
-        judged = Judged(batch, poisons=poisons, model_version=detector.version)
+        detector, ready = batch.detector, batch.ready
+        judged = Judged(batch, poisons=list(batch.poisons))
         if not ready:
             return judged
         started = time.perf_counter()

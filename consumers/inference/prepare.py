@@ -1,4 +1,5 @@
-"""Fetch and decode a poll's scans: S3 fetches run concurrently, decoding in a small thread pool.
+"""Fetch and decode a poll's scans for the detector pinned at that poll: S3 fetches run
+concurrently, decoding in a small thread pool.
 
 Poison (missing object, oversized or corrupt image) becomes a `Poison`; a transient failure (S3
 down) is retried with backoff for as long as it takes, so it never becomes a dead letter.
@@ -8,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-import numpy as np
-
-from consumers.inference.steps import Job, Parsed, Poison, Ready, parse_records
-from runtime.records import SourceRecord
+from consumers.inference.steps import Job, Ready, parse_records
+from model_core.detector import Detector
+from runtime.dead_letters import Poison
+from runtime.delivery import Polled
 from runtime.retry import Abandoned, Backoff, retry_transient
 from schemas.scans import ScanEvent
 from storage.scans import DecodeFn
@@ -23,15 +24,15 @@ from storage.scans import DecodeFn
 FetchFn = Callable[[ScanEvent], Awaitable[bytes]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreparedBatch:
-    """A poll's messages, ready for the model; `generation` says which assignment it belongs to."""
+    """A poll's messages, decoded for `detector`: the model pinned when the batch was polled, so a
+    hot swap takes effect at the next poll and every verdict names the version that made it."""
 
-    generation: int
-    records: list[SourceRecord]
+    polled: Polled
+    detector: Detector
     ready: list[Ready]
     poisons: list[Poison]
-    image_size: int
 
 
 class Preparer:
@@ -54,13 +55,13 @@ class Preparer:
         self._backoff = backoff
         self._on_transient = on_transient
 
-    async def prepare(self, records: list[SourceRecord], *, image_size: int, generation: int) -> PreparedBatch:
+    async def prepare(self, polled: Polled, detector: Detector) -> PreparedBatch:
         """Raises `Abandoned` when shutdown is requested while the object store is unavailable."""
-        parsed: Parsed = parse_records(records)
-        outcomes = await asyncio.gather(*(self._one(job, image_size) for job in parsed.jobs))
+        parsed = parse_records(polled.records)
+        outcomes = await asyncio.gather(*(self._one(job, detector.image_size) for job in parsed.jobs))
         ready = [item for item in outcomes if isinstance(item, Ready)]
         poisons = parsed.poisons + [item for item in outcomes if isinstance(item, Poison)]
-        return PreparedBatch(generation, records, ready, poisons, image_size)
+        return PreparedBatch(polled, detector, ready, poisons)
 
     async def _one(self, job: Job, image_size: int) -> Ready | Poison:
         started = time.perf_counter()
@@ -79,23 +80,8 @@ class Preparer:
             return Poison(job.source, exc, job.event.scan_id)
         fetched = time.perf_counter()
         try:
-            image = await self.decode(data, image_size)
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(self._executor, self._decode, data, image_size)
         except Exception as exc:
             return Poison(job.source, exc, job.event.scan_id)
-        return Ready(job, data, image, fetched - started, time.perf_counter() - fetched)
-
-    async def decode(self, data: bytes, image_size: int) -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._decode, data, image_size)
-
-    async def redecode(self, ready: Sequence[Ready], image_size: int) -> list[Ready | Poison]:
-        """Preprocess again for a model of another input size (after a hot swap)."""
-
-        async def one(item: Ready) -> Ready | Poison:
-            try:
-                image = await self.decode(item.data, image_size)
-            except Exception as exc:
-                return Poison(item.job.source, exc, item.job.event.scan_id)
-            return Ready(item.job, item.data, image, item.fetch_s, item.decode_s)
-
-        return list(await asyncio.gather(*(one(item) for item in ready)))
+        return Ready(job, image, fetched - started, time.perf_counter() - fetched)

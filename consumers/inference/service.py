@@ -1,14 +1,15 @@
 """`battery-ct serve inference`: settings, clients, topics, steps, run.
 
-Reads top to bottom like the flow: the metrics/health server and the shutdown signal first, then
-the topics, the object store and the registry, the model (waiting for one if the registry is
-empty), the scans consumer and the outbox, and finally the pipeline until SIGTERM.
+Reads top to bottom like the flow: the metrics/health server, the topics, the object store and
+the registry, the served model (following model updates; waiting for a first model if the
+registry is empty), the scans consumer with its batch delivery, and the pipeline until SIGTERM:
+
+    poll -> parse -> fetch -> decode -> score -> verdict -> deliver (one transaction)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -18,18 +19,17 @@ from prometheus_client import CollectorRegistry
 
 from consumers.inference.judge import HeatmapWriter, Judge
 from consumers.inference.metrics import InferenceMetrics
-from consumers.inference.models import ModelKeeper
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import FetchFn, Preparer
-from model_core.serving import ModelHolder
+from runtime.delivery import BatchDelivery
 from runtime.http import Health, MetricsServer
 from runtime.kafka import instance_id, make_consumer
 from runtime.lifecycle import connected
-from runtime.model_updates import open_model_updates
+from runtime.metrics import service_registry
+from runtime.model_updates import KafkaUpdateFeed, UpdateFeed
 from runtime.outbox import outbox_for
-from runtime.registry import service_registry
 from runtime.retry import Abandoned, retry_transient
-from runtime.serving import ModelSource
+from runtime.served_model import ModelSource, ServedModel
 from runtime.shutdown import serve_until_signalled
 from runtime.topics import ensure_topics, standard_topics
 from schemas.scans import ScanEvent
@@ -92,36 +92,43 @@ class InferenceService:
         registry: CollectorRegistry | None = None,
         stop: asyncio.Event | None = None,
         source: ModelSource | None = None,
+        feed: UpdateFeed | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry or service_registry()
         self.metrics = InferenceMetrics(self.registry)
         self.health = Health()
         self.stop = stop or asyncio.Event()
-        self.holder = ModelHolder()
-        self.server = MetricsServer(self.registry, self.health, port=settings.metrics_port)
+        self.server = MetricsServer(self.registry, self.health, port=settings.metrics_port_of("inference"))
+        self.store = _object_store(settings)  # the minio client connects on first use
+        self.served = ServedModel(
+            source or registry_source(self.store, settings),
+            feed or KafkaUpdateFeed(settings),
+            self.metrics,
+            settings.checkpoint_dir / "serving",
+            health=self.health,
+        )
         self.pipeline: InferencePipeline | None = None
-        self._source = source
 
     async def run(self) -> None:
-        settings = self.settings
+        settings, stop = self.settings, self.stop
         model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         decode_pool = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
         await self.server.start()
         try:
             await retry_transient(
-                lambda: ensure_topics(settings, standard_topics(settings)), what="creating topics", stop=self.stop
+                lambda: ensure_topics(settings, standard_topics(settings)), what="creating topics", stop=stop
             )
-            store = _object_store(settings)
+            store, served = self.store, self.served
             if settings.heatmaps:
                 await retry_transient(
                     lambda: asyncio.to_thread(store.ensure_bucket, settings.bucket_heatmaps),
                     what="creating the heat-map bucket",
-                    stop=self.stop,
+                    stop=stop,
                 )
-            source = self._source or registry_source(store, settings)
-            keeper = ModelKeeper(source, self.holder, settings.checkpoint_dir / "serving", self.metrics, self.health)
-            await self._serve(store, keeper, model_thread, decode_pool)
+            async with served.following(first_model=False):
+                if await served.wait_until_following(stop) and await served.wait_for_first_model(stop):
+                    await self._consume(store, served, model_thread, decode_pool)
         except Abandoned as exc:
             log.info("stopped while waiting for %s", exc)
         finally:
@@ -129,53 +136,40 @@ class InferenceService:
             model_thread.shutdown(wait=True, cancel_futures=True)
             decode_pool.shutdown(wait=True, cancel_futures=True)
 
-    async def _serve(
-        self, store: ObjectStore, keeper: ModelKeeper, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
-    ) -> None:
-        settings = self.settings
-        updates = await open_model_updates(settings)
-        follower: asyncio.Task[None] | None = None
-        try:
-            follower = asyncio.create_task(keeper.follow(updates), name="model-updates")
-            if not await keeper.wait_for_first_model(self.stop):
-                return
-            await self._consume(store, model_thread, decode_pool)
-        finally:
-            if follower is not None:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
-            await updates.stop()
-
     async def _consume(
-        self, store: ObjectStore, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
+        self, store: ObjectStore, served: ServedModel, model_thread: ThreadPoolExecutor, decode_pool: ThreadPoolExecutor
     ) -> None:
-        settings = self.settings
+        settings, stop = self.settings, self.stop
         group = settings.inference_group
         consumer = make_consumer(settings, group_id=group, max_partition_fetch_bytes=4 * 1024 * 1024)
-        transactional = settings.delivery == "exactly-once"
-        outbox = outbox_for(settings, consumer, group, transactional=transactional)
+        outbox = outbox_for(settings, consumer, group, transactional=settings.delivery == "exactly-once")
+        delivery = BatchDelivery(
+            consumer,
+            outbox,
+            self.metrics,
+            topic_dead_letter=settings.topic_dead_letter,
+            consumer_name=f"inference/{instance_id(settings)}",
+            stop=stop,
+        )
         preparer = Preparer(
             object_fetcher(store, settings),
             scan_decoder(max_pixels=settings.max_image_pixels),
             decode_pool,
-            stop=self.stop,
+            stop=stop,
             concurrency=2 * settings.batch_size,
         )
-        heatmaps = heatmap_writer(store, settings, decode_pool, self.stop) if settings.heatmaps else None
-        judge = Judge(self.holder, model_thread, preparer, heatmaps=heatmaps)
-        config = PipelineConfig(
-            topic_verdicts=settings.topic_verdicts,
-            topic_dead_letter=settings.topic_dead_letter,
-            batch_size=settings.batch_size,
-            linger_ms=settings.batch_linger_ms,
-            consumer_name=f"inference/{instance_id(settings)}",
-        )
+        heatmaps = heatmap_writer(store, settings, decode_pool, stop) if settings.heatmaps else None
         pipeline = InferencePipeline(
-            consumer, outbox, preparer, judge, self.holder, self.metrics, self.health, config, stop=self.stop
+            delivery,
+            preparer,
+            Judge(model_thread, heatmaps=heatmaps),
+            served,
+            self.metrics,
+            PipelineConfig(settings.topic_verdicts, settings.batch_size, settings.batch_linger_ms),
+            stop=stop,
         )
         self.pipeline = pipeline
-        async with connected(consumer, outbox, settings.topic_scans, pipeline.listener(), self.health, stop=self.stop):
+        async with connected(consumer, outbox, settings.topic_scans, delivery.listener(), self.health, stop=stop):
             log.info(
                 "serving %s -> %s (group %s, %s, batches of %d)",
                 settings.topic_scans,

@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from model_core.detector import ScanScore
+from runtime.dead_letters import Poison
 from runtime.records import SourceRecord
 from schemas.base import utc_now
 from schemas.scans import ScanEvent, ScanMessageError, parse_scan_message
@@ -27,15 +28,6 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Poison:
-    """A message (or one scan of it) that can never be judged: it goes to the dead-letter topic."""
-
-    source: SourceRecord
-    error: BaseException
-    scan_id: str | None = None
-
-
-@dataclass(frozen=True)
 class Parsed:
     jobs: list[Job] = field(default_factory=list)
     poisons: list[Poison] = field(default_factory=list)
@@ -46,7 +38,6 @@ class Ready:
     """A scan fetched and preprocessed for the model."""
 
     job: Job
-    data: bytes  # the object's bytes, kept so a model with another input size can re-preprocess
     image: np.ndarray  # (S, S) float32 from model_core.imaging.preprocess
     fetch_s: float
     decode_s: float

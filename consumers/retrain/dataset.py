@@ -1,4 +1,5 @@
-"""The dataset's images: fetched from the datasets bucket, decoded and preprocessed once, kept in memory.
+"""The dataset's images: fetched from the datasets bucket, decoded once (with the decoder every reader of
+scans uses, `storage.scans.scan_decoder`), kept in memory.
 
 Blocking (object store and decoding): call it from a worker thread.
 """
@@ -6,28 +7,15 @@ Blocking (object store and decoding): call it from a worker thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from consumers.retrain.manifest import ManifestEntry
+from storage.scans import DecodeFn
 
 if TYPE_CHECKING:
     from storage.object_store import ObjectStore
-
-Decode = Callable[[bytes], np.ndarray]
-Preprocess = Callable[[np.ndarray, int], np.ndarray]
-
-
-def default_codec(max_pixels: int) -> tuple[Decode, Preprocess]:
-    from model_core.imaging import decode_image, preprocess
-
-    def decode(data: bytes) -> np.ndarray:
-        image: np.ndarray = decode_image(data, max_pixels=max_pixels)
-        return image
-
-    return decode, preprocess
 
 
 class DatasetImages:
@@ -38,15 +26,13 @@ class DatasetImages:
         store: ObjectStore | None,
         bucket: str,
         *,
-        decode: Decode,
-        preprocess: Preprocess,
+        decode: DecodeFn,
         size: int,
         max_bytes: int,
     ) -> None:
         self._store = store
         self._bucket = bucket
         self._decode = decode
-        self._preprocess = preprocess
         self.size = size
         self._max_bytes = max_bytes
         self._cache: dict[tuple[str, int], np.ndarray] = {}
@@ -57,7 +43,7 @@ class DatasetImages:
 
     def add(self, sha256: str, data: bytes) -> np.ndarray:
         """Decode and keep a scan at the current size; raises the decoder's error on a bad image."""
-        image = np.asarray(self._preprocess(self._decode(data), self.size), dtype=np.float32)
+        image = np.asarray(self._decode(data, self.size), dtype=np.float32)
         with self._lock:
             self._cache[(sha256, self.size)] = image
         return image

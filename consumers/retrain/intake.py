@@ -19,6 +19,7 @@ from consumers.retrain.manifest import NewScan, object_key
 from runtime.records import SourceRecord
 from runtime.retry import retry_transient
 from schemas.accepted import AcceptedScan
+from schemas.base import summarise
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,8 +43,7 @@ def parse_accepted(record: SourceRecord) -> AcceptedScan:
     try:
         return AcceptedScan.from_json(record.value)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()[:5])
-        raise AcceptedScanError(details) from exc
+        raise AcceptedScanError(summarise(exc)) from exc
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -81,12 +80,6 @@ class JobResult:
     seconds: float
 
 
-def new_version(batch_id: str, now: datetime | None = None) -> str:
-    """Versions sort by creation time; the suffix names the batch that made it."""
-    now = now or datetime.now(UTC)
-    return f"v{now:%Y%m%dT%H%M%S%f}Z-{batch_id[:8]}"
-
-
 class RetrainJob:
     def __init__(
         self,
@@ -146,10 +139,10 @@ class RetrainJob:
         else:
             raise ValueError(f"nothing to run for a {plan.action!r} plan")
         gate = self._gate(plan, trained, parent)
-        label = new_version(batch_id)
-        directory = self._work_dir / "candidates" / label
+        directory = self._work_dir / "candidates" / batch_id
         shutil.rmtree(directory, ignore_errors=True)
-        trained.save(directory, version=label, sample_ids=[e.sha256 for e in plan.train])
+        # Named as every checkpoint is (model_core.checkpoint.draft_name) until the registry publishes it.
+        trained.save(directory, source=batch_id, sample_ids=[e.sha256 for e in plan.train])
         return Candidate(
             directory=directory,
             gate=gate,

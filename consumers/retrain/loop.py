@@ -5,8 +5,10 @@
         --> one transaction: ModelUpdate + dead letters + the batch's offsets
 
 Offsets are committed only in the transaction that carries the batch's update, so a crash at any
-point before it redoes the batch from the uncommitted offsets. A rebalance or a failed delivery
-drops the pending batch and reads it again from the committed offsets.
+point before it redoes the batch from the uncommitted offsets. Polling, ownership (a rebalance
+drops the pending batch, read again from the committed offsets) and the delivery are the shared
+`runtime.delivery.BatchDelivery`; a retrained model is too costly to redo, so a failed delivery is
+retried with the same messages while the batch is still owned.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka import ConsumerRebalanceListener
 
 from consumers.retrain.batching import BatchPolicy
 from consumers.retrain.intake import Intake, Taken
@@ -26,35 +27,38 @@ from consumers.retrain.job import Candidate, JobResult, RetrainJob
 from consumers.retrain.manifest import DatasetManifest, add_scan, settle_batch
 from consumers.retrain.metrics import RetrainMetrics
 from consumers.retrain.plan import BatchPlan, batch_seed, plan_batch
-from consumers.retrain.updates import batch_update, unchanged_update
-from runtime.dead_letters import dead_letter, error_code
-from runtime.outbox import KafkaOutbox, Outgoing
-from runtime.records import SourceRecord, next_offsets, source_record
-from runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
+from runtime.dead_letters import Poison
+from runtime.delivery import BatchDelivery, Polled
+from runtime.outbox import Outgoing
+from runtime.records import SourceRecord
+from runtime.retry import Abandoned, is_retriable, retry_transient
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.5  # an idle poll's wait before the loop looks at the stop flag again
-DELIVERY_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
 class LoopConfig:
     topic_model_updates: str
-    topic_dead_letter: str
-    consumer_name: str
     replay_factor: float = 2.0
 
 
 @dataclass
 class Pending:
-    """The batch being gathered: scans taken in, poison refused, every record read."""
+    """The batch being gathered (in one generation of the delivery): scans taken in, poison
+    refused, every record read."""
 
+    generation: int = 0
     taken: list[Taken] = field(default_factory=list)
-    poisons: list[tuple[SourceRecord, BaseException]] = field(default_factory=list)
+    poisons: list[Poison] = field(default_factory=list)
     records: list[SourceRecord] = field(default_factory=list)
     opened_at: float | None = None
+
+    @property
+    def polled(self) -> Polled:
+        return Polled(self.generation, self.records)
 
 
 ManifestIO = tuple[Callable[[], DatasetManifest], Callable[[DatasetManifest], None]]
@@ -63,8 +67,7 @@ ManifestIO = tuple[Callable[[], DatasetManifest], Callable[[DatasetManifest], No
 class RetrainLoop:
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
-        outbox: KafkaOutbox,
+        delivery: BatchDelivery,
         intake: Intake,
         job: RetrainJob,
         manifest_io: ManifestIO,
@@ -73,10 +76,8 @@ class RetrainLoop:
         config: LoopConfig,
         *,
         stop: asyncio.Event,
-        backoff: Backoff = Backoff(initial=0.5, maximum=10.0),
     ) -> None:
-        self._consumer = consumer
-        self._outbox = outbox
+        self._delivery = delivery
         self._intake = intake
         self._job = job
         self._load_manifest, self._save_manifest = manifest_io
@@ -84,21 +85,19 @@ class RetrainLoop:
         self._metrics = metrics
         self._config = config
         self._stop = stop
-        self._backoff = backoff
         self._pending = Pending()
-        self._needs_seek = False
         self._reload = False
         self.manifest = DatasetManifest()
         self.updates: list[ModelUpdate] = []  # what this loop has broadcast (tests and logs)
 
     def listener(self) -> ConsumerRebalanceListener:
-        return _Rebalance(self)
+        return self._delivery.listener(on_revoked=self.drop_pending, on_assigned=self.reload_manifest)
 
-    def drop_pending(self, reason: str) -> None:
+    def drop_pending(self) -> None:
+        """The pending batch is no longer ours (a rebalance): it is read again from the commit."""
         if self._pending.records:
-            log.info("dropping the pending batch of %d messages (%s): read again", len(self._pending.records), reason)
-        self._pending = Pending()
-        self._needs_seek = True
+            log.info("dropping the pending batch of %d messages: read again", len(self._pending.records))
+        self._pending = Pending(generation=self._delivery.generation)
 
     def reload_manifest(self) -> None:
         """Read the manifest again before the next batch: another instance may have written it."""
@@ -113,7 +112,7 @@ class RetrainLoop:
 
     def _owns(self, pending: Pending) -> bool:
         """False once a rebalance took the batch's partition away (the new owner redoes it)."""
-        return self._pending is pending
+        return self._pending is pending and self._delivery.owns(pending.generation)
 
     async def run(self) -> None:
         try:
@@ -121,10 +120,6 @@ class RetrainLoop:
             while not self._stop.is_set():
                 if self._reload:
                     await self._load()
-                if self._needs_seek:
-                    self._needs_seek = False
-                    if assigned := self._consumer.assignment():
-                        await self._consumer.seek_to_committed(*assigned)
                 await self._poll()
                 pending = self._pending
                 if self._policy.is_due(len(pending.taken), pending.opened_at, time.monotonic()):
@@ -138,8 +133,10 @@ class RetrainLoop:
         pending = self._pending
         wait = self._policy.wait_s(len(pending.taken), pending.opened_at, time.monotonic(), idle_s=IDLE_POLL_S)
         room = max(1, self._policy.max_count - len(pending.taken))
-        polled = await self._consumer.getmany(timeout_ms=int(wait * 1000) + 1, max_records=room)
-        for record in (source_record(r) for batch in polled.values() for r in batch):
+        polled = await self._delivery.poll(room, timeout_ms=int(wait * 1000) + 1)
+        if not self._delivery.owns(pending.generation):
+            pending = self._pending = Pending(generation=polled.generation)
+        for record in polled.records:
             try:
                 taken = await self._intake.take(record)
             except Abandoned:
@@ -147,7 +144,7 @@ class RetrainLoop:
             except Exception as exc:
                 if is_retriable(exc):
                     raise
-                pending.poisons.append((record, exc))
+                pending.poisons.append(Poison(record, exc))
             else:
                 pending.taken.append(taken)
                 if pending.opened_at is None:
@@ -175,19 +172,11 @@ class RetrainLoop:
                 return
             if result is not None:
                 manifest = settle_batch(manifest, changed, result.version, rejected=result.status == "rejected")
-                update = batch_update(result, scans, manifest.size_by_label())
+                update = ModelUpdate.of_batch(result, scans, manifest.size_by_label())
         elif plan.action == "nothing" and any(s.job_id for s in scans):
             current = await asyncio.to_thread(self._job.current)
             if current is not None:
-                metadata = current.metadata
-                update = unchanged_update(
-                    current.version,
-                    current.threshold,
-                    metadata.validation_error,
-                    metadata.anomaly_error,
-                    scans,
-                    manifest.size_by_label(),
-                )
+                update = ModelUpdate.unchanged(current.metadata, scans, manifest.size_by_label())
         elif plan.action == "wait":
             log.warning("no model yet and no normal scans to train one: %d defects wait in the dataset", len(changed))
         if not self._owns(pending):
@@ -248,59 +237,14 @@ class RetrainLoop:
 
     async def _deliver(self, updates: list[ModelUpdate], pending: Pending) -> None:
         messages = [Outgoing(self._config.topic_model_updates, MODEL_UPDATE_KEY, u.to_json()) for u in updates]
-        for record, exc in pending.poisons:
-            letter = dead_letter(record, exc, consumer=self._config.consumer_name)
-            messages.append(Outgoing(self._config.topic_dead_letter, record.key, letter.to_json()))
         if self._pending is not pending:
             log.warning("partitions revoked during the batch: another instance reads it again")
             return
-        attempt = 0
-        while True:
-            try:
-                await asyncio.wait_for(
-                    self._outbox.deliver(messages, next_offsets(pending.records)), timeout=DELIVERY_TIMEOUT_S
-                )
-                break
-            except ProducerFenced:
-                raise  # another instance took over this transactional id: this one is a zombie
-            except (KafkaError, OSError, TimeoutError) as exc:
-                if self._pending is not pending or self._stop.is_set():
-                    log.warning("delivery failed (%s) after a rebalance or at shutdown: batch read again", exc)
-                    self.drop_pending("delivery failed")
-                    await retry_transient(self._outbox.reopen, what="reconnecting the producer", stop=self._stop)
-                    return
-                log.warning("delivery failed (%s: %s): retrying", type(exc).__name__, exc)
-                await asyncio.sleep(self._backoff.delay(attempt))
-                attempt += 1
-                await retry_transient(self._outbox.reopen, what="reconnecting the producer", stop=self._stop)
-        self.updates.extend(updates)
-        for record, error in pending.poisons:
-            reason = error_code(error)
-            self._metrics.dead_letters.labels(reason=reason).inc()
-            log.warning("dead letter %s/%d@%d (%s): %s", record.topic, record.partition, record.offset, reason, error)
-        self._record_lag(pending)
+        if await self._delivery.deliver(pending.polled, messages, pending.poisons, retry=True):
+            self.updates.extend(updates)
         if self._pending is pending:
-            self._pending = Pending()
-
-    def _record_lag(self, pending: Pending) -> None:
-        for (topic, partition), offset in next_offsets(pending.records).items():
-            highwater = self._consumer.highwater(TopicPartition(topic, partition))
-            if highwater is not None:
-                self._metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, highwater - offset))
+            self._pending = Pending(generation=self._delivery.generation)
 
 
 class _Revoked(Exception):  # noqa: N818 (a state, not an error)
     """The batch's partition was revoked while it was being processed."""
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, loop: RetrainLoop) -> None:
-        self._loop = loop
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if revoked:
-            self._loop.drop_pending(f"{len(revoked)} partitions revoked")
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._loop.reload_manifest()
-        log.info("assigned partitions %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from runtime.metrics import DeliveryMetrics
+
 OUTCOMES = ("promoted", "rejected", "failed")
 _DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 180, 300, 600, 1200, 3600)
 
 
-class RetrainMetrics:
+class RetrainMetrics(DeliveryMetrics):
+    """The delivery loop's shared metrics, plus what the retrain consumer decides."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.retrains = Counter(
             "battery_ct_retrains_total", "Retrain batches by outcome", ["outcome"], registry=registry
         )
@@ -31,18 +36,6 @@ class RetrainMetrics:
         )
         self.anomaly_error = Gauge(
             "battery_ct_anomaly_error", "Mean error on the known-defect set (last candidate)", registry=registry
-        )
-        self.dead_letters = Counter(
-            "battery_ct_dead_letters_total",
-            "Poison messages sent to the dead-letter topic",
-            ["reason"],
-            registry=registry,
-        )
-        self.consumer_lag = Gauge(
-            "battery_ct_consumer_lag_messages",
-            "Messages behind the end of the partition",
-            ["topic", "partition"],
-            registry=registry,
         )
         for outcome in OUTCOMES:
             self.retrains.labels(outcome=outcome)

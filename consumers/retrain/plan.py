@@ -29,13 +29,6 @@ class BatchPlan:
     new_normals: int
     new_defects: int
 
-    @property
-    def needs_images(self) -> list[ManifestEntry]:
-        seen: dict[str, ManifestEntry] = {}
-        for entry in [*self.train, *self.holdout, *self.defects]:
-            seen.setdefault(entry.sha256, entry)
-        return list(seen.values())
-
 
 def batch_seed(changed: set[str]) -> int:
     """A seed that is the same when the same batch is redone (the replay sample is reproducible)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from consumers.retrain.batching import BatchPolicy
-from consumers.retrain.dataset import DatasetImages, default_codec
+from consumers.retrain.dataset import DatasetImages
 from consumers.retrain.intake import Intake
 from consumers.retrain.job import RetrainJob, WritableRegistry
 from consumers.retrain.loop import LoopConfig, ManifestIO, RetrainLoop
@@ -26,15 +26,17 @@ from model_core.network import NetworkConfig
 from model_core.scoring import PatchMemoryConfig
 from model_core.thresholds import ThresholdRule
 from model_core.training import EpochProgress, TrainingConfig
+from runtime.delivery import BatchDelivery
 from runtime.http import Health, MetricsServer
 from runtime.kafka import instance_id, make_consumer
 from runtime.lifecycle import connected
+from runtime.metrics import service_registry
 from runtime.outbox import outbox_for
-from runtime.registry import service_registry
-from runtime.retry import Abandoned, retry_transient
+from runtime.retry import Abandoned, Backoff, retry_transient
 from runtime.shutdown import serve_until_signalled
 from runtime.topics import ensure_topics, standard_topics
 from schemas.settings import Settings
+from storage.scans import scan_decoder
 
 if TYPE_CHECKING:
     from storage.object_store import ObjectStore
@@ -105,7 +107,7 @@ class RetrainService:
         self.metrics = RetrainMetrics(self.registry)
         self.health = Health()
         self.stop = stop or asyncio.Event()
-        self.server = MetricsServer(self.registry, self.health, port=settings.metrics_port)
+        self.server = MetricsServer(self.registry, self.health, port=settings.metrics_port_of("retrain"))
         self.training = training or training_configs(settings)
         self.replay_factor = replay_factor
         self.loop: RetrainLoop | None = None
@@ -134,12 +136,10 @@ class RetrainService:
     async def _serve(self, store: ObjectStore) -> None:
         settings = self.settings
         bootstrap, warm = self.training
-        decode, preprocess = default_codec(settings.max_image_pixels)
         images = DatasetImages(
             store,
             settings.bucket_datasets,
-            decode=decode,
-            preprocess=preprocess,
+            decode=scan_decoder(max_pixels=settings.max_image_pixels),
             size=bootstrap.network.image_size,
             max_bytes=settings.max_object_bytes,
         )
@@ -168,20 +168,23 @@ class RetrainService:
         consumer = make_consumer(settings, group_id=group)
         # An update and its batch's offsets commit together, whatever `delivery` says.
         outbox = outbox_for(settings, consumer, group, transactional=True)
-        loop = RetrainLoop(
+        delivery = BatchDelivery(
             consumer,
             outbox,
+            self.metrics,
+            topic_dead_letter=settings.topic_dead_letter,
+            consumer_name=f"retrain/{instance_id(settings)}",
+            stop=self.stop,
+            backoff=Backoff(initial=0.5, maximum=10.0),
+        )
+        loop = RetrainLoop(
+            delivery,
             Intake(store, settings, images, stop=self.stop),
             job,
             manifest_io(store, settings.bucket_datasets),
             BatchPolicy(settings.retrain_batch_size, settings.retrain_max_age_s),
             self.metrics,
-            LoopConfig(
-                topic_model_updates=settings.topic_model_updates,
-                topic_dead_letter=settings.topic_dead_letter,
-                consumer_name=f"retrain/{instance_id(settings)}",
-                replay_factor=self.replay_factor,
-            ),
+            LoopConfig(topic_model_updates=settings.topic_model_updates, replay_factor=self.replay_factor),
             stop=self.stop,
         )
         self.loop = loop

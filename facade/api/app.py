@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from facade.api import checkpoints, ops, predict, training
 from facade.api.errors import install_error_handlers
 from facade.api.metrics import FacadeMetrics, MetricsMiddleware
-from facade.api.routers import checkpoints, ops, scoring, training
 from facade.api.services import Services
-from runtime.registry import service_registry
+from runtime.metrics import service_registry
 from schemas.settings import Settings
 
 ServicesFactory = Callable[[Settings, FacadeMetrics], Services]
@@ -39,7 +39,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services_factory is None:
-            from facade.api.wiring import build_services
+            from facade.api.services import build_services
 
             services = build_services(settings, metrics)
         else:
@@ -54,6 +54,6 @@ def create_app(
     app = FastAPI(title="battery-ct", description=DESCRIPTION, version="1", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for router in (scoring.router, training.router, checkpoints.router, ops.router):
+    for router in (predict.router, training.router, checkpoints.router, ops.router):
         app.include_router(router)
     return app

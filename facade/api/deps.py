@@ -29,7 +29,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 def current_detector(services: ServicesDep) -> Detector:
     """The model serving now, taken once per request so a hot swap never changes it mid-request."""
-    detector = services.holder.current
+    detector = services.served.current
     if detector is None:
         raise ModelNotLoadedError()
     return detector

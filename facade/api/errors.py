@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody
+from schemas.base import summarise_errors
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,6 @@ def error_response(error: ApiError, headers: Mapping[str, str] | None = None) ->
     return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
 
 
-def _summarise(errors: Sequence[Any]) -> str:
-    parts = []
-    for error in list(errors)[:5]:
-        if isinstance(error, dict):
-            loc = error.get("loc", ())
-            where = ".".join(str(p) for p in loc) if isinstance(loc, tuple | list) else str(loc)
-            parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         error = as_api_error(exc)
@@ -103,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         errors: Sequence[Any] = exc.errors() if isinstance(exc, RequestValidationError | ValidationError) else ()
-        return error_response(ApiError(422, "invalid_request", _summarise(errors)))
+        return error_response(ApiError(422, "invalid_request", summarise_errors(errors, whole="body")))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -1,6 +1,6 @@
 """Jobs of /retrain and /anomaly: each waits for the model update that includes its scan.
 
-In memory, per facade process: the model-updates listener resolves them, `GET /jobs/{id}` reads
+In memory, per facade process: the served model's update hook resolves them, `GET /jobs/{id}` reads
 them. Bounded: the oldest finished jobs are forgotten first.
 """
 

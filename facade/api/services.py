@@ -1,26 +1,83 @@
-"""Everything a request handler needs, built once per process and started/stopped by the
-app's lifespan: settings, clients, the served model, the job store, metrics and worker pools."""
+"""Everything a request handler needs, built once per process and started/stopped by the app's
+lifespan: settings, the clients (as Protocols, so unit tests pass small fakes at this boundary),
+the served model (the shared `runtime.served_model.ServedModel`), the job store, metrics and
+worker pools. `build_services` wires the real ones; it is imported only when the app starts."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import numpy as np
+
+from facade.api.errors import ApiError
 from facade.api.jobs import JobStore
-from facade.api.listener import UpdatesListener
 from facade.api.metrics import FacadeMetrics
-from facade.api.model import ModelLoader
-from facade.api.ports import Catalog, Decoder, Publisher, Store, UpdateFeed, UrlPolicy
-from model_core.serving import ModelHolder
+from runtime.model_updates import UpdateFeed
+from runtime.served_model import ServedModel
+from schemas.api import CheckpointInfo
+from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from model_core.registry import Registry
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DECODE_WORKERS = 2
+
+
+class ObjectRefLike(Protocol):
+    @property
+    def bucket(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+# image_url -> (bucket, key); raises storage.errors.UrlNotAllowed (the one policy lives in storage.urls)
+UrlPolicy = Callable[[str], ObjectRefLike]
+# (object bytes, model input size) -> (S, S) float32, raises ImageDecodeError (storage.scans.scan_decoder)
+Decoder = Callable[[bytes, int], np.ndarray]
+
+
+class Store(Protocol):
+    async def aget_bytes(self, bucket: str, key: str, *, max_bytes: int) -> bytes: ...
+
+    async def aput_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str = ...) -> object: ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+
+class Catalog(Protocol):
+    """The model registry as the facade sees it (blocking calls: run them in a worker thread)."""
+
+    def current_version(self) -> str | None: ...
+
+    def fetch(self, version: str, dest: Path) -> Path: ...
+
+    def checkpoints(self) -> list[CheckpointInfo]: ...
+
+    def rollback(self, version: str) -> ModelUpdate:
+        """Serve `version` again; returns the rolled_back update to broadcast."""
+        ...
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -33,7 +90,6 @@ class Services:
     parse_url: UrlPolicy
     decode: Decoder
     metrics: FacadeMetrics
-    holder: ModelHolder = field(default_factory=ModelHolder)
     jobs: JobStore = field(default_factory=JobStore)
     # TensorFlow is never called from the event loop: one model thread (the detector serialises
     # callers anyway), a small pool for decoding and heat-map rendering.
@@ -41,23 +97,30 @@ class Services:
     decode_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
     )
-    model: ModelLoader = field(init=False)
-    listener: UpdatesListener = field(init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    served: ServedModel = field(init=False)
+    _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False)
 
     def __post_init__(self) -> None:
-        self.model = ModelLoader(self.catalog, self.holder, self.settings.checkpoint_dir / "facade", self.metrics)
-        self.listener = UpdatesListener(self.feed, self.jobs, self.model)
+        self.served = ServedModel(
+            self.catalog,
+            self.feed,
+            self.metrics,
+            self.settings.checkpoint_dir / "facade",
+            on_update=self._finish_jobs,
+            poll_s=10.0,
+        )
+
+    def _finish_jobs(self, update: ModelUpdate) -> None:
+        finished = self.jobs.resolve(update)
+        if finished:
+            log.info("model update %s %s finished %d job(s)", update.status, update.version, len(finished))
 
     async def start(self) -> None:
         """Follow model updates in the background (it connects, loads the model, retries)."""
-        self._task = asyncio.create_task(self.listener.run(), name="model-updates")
+        await self._running.enter_async_context(self.served.following())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._running.aclose()
         await self.publisher.close()
         self.model_pool.shutdown(wait=True, cancel_futures=True)
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
@@ -67,3 +130,81 @@ class Services:
 
     async def in_decode_pool(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.decode_pool, fn, *args)
+
+    async def fetch_scan(self, image_url: str) -> tuple[ObjectRefLike, bytes]:
+        """The object behind `image_url`, after the URL policy; raises UrlNotAllowed, ObjectMissing, ..."""
+        ref = self.parse_url(image_url)
+        data = await self.store.aget_bytes(ref.bucket, ref.key, max_bytes=self.settings.max_object_bytes)
+        if not data:
+            raise ApiError(422, "image_empty", f"s3://{ref.bucket}/{ref.key} is empty (0 bytes)")
+        return ref, data
+
+    async def decode_scan(self, data: bytes, size: int) -> np.ndarray:
+        """The model's input, decoded as the inference consumer decodes it (in the decode pool)."""
+        return await self.in_decode_pool(self.decode, data, size)
+
+
+class RegistryCatalog:
+    """The `Catalog` on the checkpoint registry: versions as CheckpointInfo, and rollback."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def current_version(self) -> str | None:
+        return self._registry.current_version()
+
+    def fetch(self, version: str, dest: Path) -> Path:
+        return self._registry.fetch(version, dest)
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        return [
+            CheckpointInfo(
+                version=record.version,
+                status=record.status,
+                current=record.current,
+                threshold=record.metadata.threshold,
+                created_at=record.metadata.created_at,
+                parent=record.metadata.parent,
+                validation_error=record.metadata.validation_error,
+                anomaly_error=record.metadata.anomaly_error,
+            )
+            for record in self._registry.list_versions()
+        ]
+
+    def rollback(self, version: str) -> ModelUpdate:
+        """Serve `version` again (its files are verified first); returns the update to broadcast
+        (the same one `battery-ct checkpoints rollback` sends)."""
+        reason = "rollback through the HTTP facade"
+        previous = self._registry.rollback(version, reason=reason)
+        return ModelUpdate.rolled_back(self._registry.metadata(version), previous, reason=f"{reason} from {previous}")
+
+
+def readable_buckets(settings: Settings) -> frozenset[str]:
+    """What an image URL may name: scans and the dataset, never the models or anything else."""
+    return frozenset({settings.bucket_scans, settings.bucket_datasets})
+
+
+def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
+    """The real services: the S3 object store, the registry in it, Kafka, the storage URL policy
+    and the scan decoder the inference consumer uses too."""
+    from model_core.registry import Registry
+    from runtime.kafka import instance_id
+    from runtime.model_updates import KafkaUpdateFeed
+    from runtime.publisher import KafkaPublisher
+    from storage.object_store import ObjectStore
+    from storage.registry_store import S3BlobStore
+    from storage.scans import scan_decoder
+    from storage.urls import parse_image_url
+
+    store = ObjectStore.from_settings(settings)
+    registry = Registry(S3BlobStore(store, settings.bucket_models), owner=f"facade-{instance_id(settings)}")
+    return Services(
+        settings=settings,
+        store=store,
+        catalog=RegistryCatalog(registry),
+        publisher=KafkaPublisher(settings),
+        feed=KafkaUpdateFeed(settings),
+        parse_url=partial(parse_image_url, settings=settings, allowed_buckets=readable_buckets(settings)),
+        decode=scan_decoder(max_pixels=settings.max_image_pixels),
+        metrics=metrics,
+    )

@@ -139,13 +139,15 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.model_updates import promoted_update
+    from schemas.model_updates import ModelUpdate
 
     registry = open_registry(settings, create=True)
     version = registry.publish(args.checkpoint, "promoted" if args.promote else "candidate")
     print(version)
     if args.promote:
-        update = promoted_update(registry.metadata(version), reason=f"imported from {args.checkpoint} and promoted")
+        update = ModelUpdate.promoted(
+            registry.metadata(version), reason=f"imported from {args.checkpoint} and promoted"
+        )
         return _broadcast(settings, update)
     return 0
 
@@ -158,12 +160,12 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guarded
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.model_updates import rolled_back_update
+    from schemas.model_updates import ModelUpdate
 
     registry = open_registry(settings)
     previous = registry.rollback(args.version, reason=args.reason)
     print(f"{args.version} is current again (was {previous or 'none'})", file=sys.stderr)
-    return _broadcast(settings, rolled_back_update(registry.metadata(args.version), previous, reason=args.reason))
+    return _broadcast(settings, ModelUpdate.rolled_back(registry.metadata(args.version), previous, reason=args.reason))
 
 
 def _broadcast(settings: Settings, update: ModelUpdate) -> int:

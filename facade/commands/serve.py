@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from schemas.settings import Settings
@@ -11,7 +10,8 @@ from schemas.settings import Settings
 DESCRIPTION = """\
 Run one battery-ct service in the foreground. Settings come from BATTERY_CT_* environment
 variables (Kafka, S3, topics, ...). SIGTERM or Ctrl-C stops a service cleanly: the batch in
-flight is finished and committed, and the exit status is 0.
+flight is finished and committed, and the exit status is 0. A port already taken by another
+process is one line naming the setting to change, and exit status 2.
 """
 
 
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Consume the scans topic in the inference consumer group, judge each scan with the registry's current "
             "model (hot-swapped on promotions and rollbacks) and publish one verdict per scan. Metrics and "
-            "/healthz, /readyz on the metrics_port setting."
+            "/healthz, /readyz on the metrics_port setting (default 9100)."
         ),
     )
     inference.set_defaults(handler=_serve_inference)
@@ -47,21 +47,26 @@ def register(subparsers: Any) -> None:
     retrain = services.add_parser(
         "retrain",
         help="the retrain consumer: accepted scans in, checkpoints and model updates out",
-        description="Consume accepted scans, retrain, checkpoint, gate and publish model updates (the single writer).",
+        description=(
+            "Consume accepted scans, retrain, checkpoint, gate and publish model updates (the single writer). "
+            "Metrics and /healthz, /readyz on the metrics_port setting (default 9101)."
+        ),
     )
     retrain.set_defaults(handler=_serve_retrain)
 
 
 def _serve_inference(args: argparse.Namespace) -> int:
     from consumers.inference.service import run
+    from runtime.shutdown import run_service
 
-    return asyncio.run(run(Settings()))
+    return run_service(run, Settings())
 
 
 def _serve_retrain(args: argparse.Namespace) -> int:
     from consumers.retrain.service import run
+    from runtime.shutdown import run_service
 
-    return asyncio.run(run(Settings()))
+    return run_service(run, Settings())
 
 
 def _serve_api(args: argparse.Namespace) -> int:

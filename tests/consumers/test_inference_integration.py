@@ -365,12 +365,12 @@ async def test_an_object_store_outage_is_waited_out_without_dead_letters(
 
 @pytest.fixture
 def dedicated_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Callable[[], None]]]:
-    """A broker of this test's own (facade.infra, data kept across restarts) and a function that
+    """A broker of this test's own (local_stack, data kept across restarts) and a function that
     stops it and starts it again on the same ports."""
-    from facade.infra.jars import ensure_kafka_libs
-    from facade.infra.kafka import start_kafka
-    from facade.infra.ports import pick_port
-    from facade.infra.processes import stop
+    from local_stack.free_ports import pick_port
+    from local_stack.jars import ensure_kafka_libs
+    from local_stack.kafka import start_kafka
+    from local_stack.processes import stop
 
     state_dir = tmp_path / "broker"
     libs = ensure_kafka_libs(settings.kafka_libs_dir)

@@ -1,15 +1,14 @@
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import numpy as np
-import pytest
 
 from consumers.inference.judge import Judge
-from consumers.inference.prepare import PreparedBatch, Preparer
+from consumers.inference.prepare import PreparedBatch
 from consumers.inference.steps import Job, Ready
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
+from runtime.delivery import Polled
 from runtime.records import SourceRecord
 from schemas.scans import ScanEvent
 
@@ -30,26 +29,17 @@ class FakeDetector:
 
 def ready(name: str, value: float, size: int = 4) -> Ready:
     event = ScanEvent(scan_id=name, bucket="scans", key=name)
-    return Ready(Job(event, SourceRecord("t", 0, 0, None, b"")), b"x", np.full((size, size), value, np.float32), 0, 0)
+    return Ready(Job(event, SourceRecord("t", 0, 0, None, b"")), np.full((size, size), value, np.float32), 0, 0)
 
 
-def judge_with(detector: FakeDetector, pool: ThreadPoolExecutor) -> Judge:
-    async def fetch(event: ScanEvent) -> bytes:
-        return b""
-
-    def decode(data: bytes, size: int) -> np.ndarray:
-        return np.full((size, size), 0.9, np.float32)
-
-    preparer = Preparer(fetch, decode, pool, stop=asyncio.Event())
-    return Judge(ModelHolder(cast(Detector, detector)), pool, preparer)
+def batch_of(detector: FakeDetector, *items: Ready) -> PreparedBatch:
+    return PreparedBatch(Polled(0, []), cast(Detector, detector), list(items), [])
 
 
 async def test_one_verdict_per_scan_in_one_model_call() -> None:
     detector = FakeDetector("v1")
     with ThreadPoolExecutor(1) as pool:
-        judged = await judge_with(detector, pool).judge(
-            PreparedBatch(0, [], [ready("a", 0.1), ready("b", 0.9)], [], image_size=4)
-        )
+        judged = await Judge(pool).judge(batch_of(detector, ready("a", 0.1), ready("b", 0.9)))
     assert detector.batches == [2]
     assert [(v.scan_id, v.is_anomaly, v.model_version) for v in judged.verdicts] == [
         ("a", False, "v1"),
@@ -61,16 +51,21 @@ async def test_one_verdict_per_scan_in_one_model_call() -> None:
 async def test_a_scan_the_model_cannot_take_is_poison_and_the_rest_is_judged() -> None:
     detector = FakeDetector("v1")
     with ThreadPoolExecutor(1) as pool:
-        judged = await judge_with(detector, pool).judge(
-            PreparedBatch(0, [], [ready("a", 0.1), ready("bad", float("nan")), ready("c", 0.2)], [], image_size=4)
+        judged = await Judge(pool).judge(
+            batch_of(detector, ready("a", 0.1), ready("bad", float("nan")), ready("c", 0.2))
         )
     assert [v.scan_id for v in judged.verdicts] == ["a", "c"]
     assert [p.scan_id for p in judged.poisons] == ["bad"]
 
 
-async def test_a_model_of_another_size_gets_the_batch_preprocessed_again() -> None:
-    detector = FakeDetector("v2", image_size=6)
+async def test_the_batch_is_judged_by_the_detector_pinned_at_its_poll() -> None:
+    """A hot swap between the poll and the model call does not change who judges the batch:
+    the detector was pinned when it was polled (and the batch decoded for its input size)."""
+    old, new = FakeDetector("v1"), FakeDetector("v2", image_size=6)
+    served = ModelHolder(cast(Detector, old))
+    batch = batch_of(cast(FakeDetector, served.require()), ready("a", 0.9))
+    served.swap(cast(Detector, new))
     with ThreadPoolExecutor(1) as pool:
-        judged = await judge_with(detector, pool).judge(PreparedBatch(0, [], [ready("a", 0.1)], [], image_size=4))
-    assert judged.verdicts[0].anomaly_score == pytest.approx(0.9)
-    assert judged.verdicts[0].model_version == "v2"
+        judged = await Judge(pool).judge(batch)
+    assert [v.model_version for v in judged.verdicts] == ["v1"]
+    assert old.batches == [1] and new.batches == []

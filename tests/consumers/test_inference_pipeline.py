@@ -16,10 +16,11 @@ from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import Preparer
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
-from runtime.http import Health
+from runtime.delivery import BatchDelivery
 from runtime.outbox import KafkaOutbox, Outgoing
 from runtime.records import TopicPartitionKey
 from runtime.retry import Backoff
+from runtime.served_model import ServedModel
 from schemas.scans import ScanEvent
 from schemas.verdicts import Verdict
 
@@ -110,20 +111,25 @@ async def run_pipeline(per_partition: int, failures: set[int]) -> tuple[FakeCons
         return np.zeros((size, size), np.float32)
 
     metrics = InferenceMetrics(CollectorRegistry())
-    holder = ModelHolder(cast(Detector, FakeDetector()))
+    served = cast(ServedModel, ModelHolder(cast(Detector, FakeDetector())))  # `require()` is all it asks
+    delivery = BatchDelivery(
+        cast(Any, consumer),
+        cast(KafkaOutbox, outbox),
+        metrics,
+        topic_dead_letter="ct.dead-letter",
+        consumer_name="test",
+        stop=stop,
+        backoff=Backoff(initial=0.001, maximum=0.002),
+    )
     with ThreadPoolExecutor(1) as model, ThreadPoolExecutor(1) as pool:
-        preparer = Preparer(fetch, decode, pool, stop=stop)
         pipeline = InferencePipeline(
-            cast(Any, consumer),
-            cast(KafkaOutbox, outbox),
-            preparer,
-            Judge(holder, model, preparer),
-            holder,
+            delivery,
+            Preparer(fetch, decode, pool, stop=stop),
+            Judge(model),
+            served,
             metrics,
-            Health(),
-            PipelineConfig("ct.verdicts", "ct.dead-letter", batch_size=4, linger_ms=0, consumer_name="test"),
+            PipelineConfig("ct.verdicts", batch_size=4, linger_ms=0),
             stop=stop,
-            backoff=Backoff(initial=0.001, maximum=0.002),
         )
         task = asyncio.create_task(pipeline.run())
         await asyncio.wait_for(outbox.all_judged.wait(), timeout=30)

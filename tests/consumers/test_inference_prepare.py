@@ -1,15 +1,29 @@
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pytest
 
 from consumers.inference.prepare import Preparer
+from model_core.detector import Detector
+from runtime.delivery import Polled
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff
 from schemas.scans import ScanEvent
 
 FAST = Backoff(initial=0.001, maximum=0.002)
+
+
+@dataclass(frozen=True)
+class FakeDetector:
+    image_size: int
+
+
+def detector(size: int) -> Detector:
+    """The detector pinned at the poll: the batch is decoded for its input size."""
+    return cast(Detector, FakeDetector(size))
 
 
 class StoreError(Exception):
@@ -42,22 +56,24 @@ async def test_good_missing_corrupt_and_transiently_unavailable_objects() -> Non
     with ThreadPoolExecutor(2) as pool:
         preparer = Preparer(fetch, decode, pool, stop=asyncio.Event(), backoff=FAST)
         batch = await preparer.prepare(
-            [
-                scan("good", 0),
-                scan("missing", 1),
-                scan("corrupt", 2),
-                scan("flaky", 3),
-                SourceRecord("t", 0, 4, None, b"?"),
-            ],
-            image_size=8,
-            generation=3,
+            Polled(
+                3,
+                [
+                    scan("good", 0),
+                    scan("missing", 1),
+                    scan("corrupt", 2),
+                    scan("flaky", 3),
+                    SourceRecord("t", 0, 4, None, b"?"),
+                ],
+            ),
+            detector(8),
         )
     assert sorted(item.job.event.key for item in batch.ready) == ["flaky", "good"]
     assert all(item.image.shape == (8, 8) for item in batch.ready)
     assert sorted(p.source.offset for p in batch.poisons) == [1, 2, 4]
     assert outages["flaky"] == 0
-    assert batch.generation == 3
-    assert len(batch.records) == 5
+    assert batch.polled.generation == 3
+    assert len(batch.polled.records) == 5
 
 
 async def test_shutdown_during_an_outage_abandons_the_batch() -> None:
@@ -70,4 +86,4 @@ async def test_shutdown_during_an_outage_abandons_the_batch() -> None:
     with ThreadPoolExecutor(1) as pool:
         preparer = Preparer(fetch, decode, pool, stop=stop, backoff=FAST)
         with pytest.raises(Abandoned):
-            await preparer.prepare([scan("a", 0)], image_size=8, generation=0)
+            await preparer.prepare(Polled(0, [scan("a", 0)]), detector(8))

@@ -64,7 +64,7 @@ def test_poison_messages_are_separated_with_their_reason() -> None:
 def test_verdict_carries_scores_version_and_timings() -> None:
     created = datetime(2026, 1, 1, tzinfo=UTC)
     event = ScanEvent(scan_id="cell-9", bucket="scans", key="cell-9.png", created_at=created)
-    item = Ready(Job(event, record(b"")), b"png", np.zeros((4, 4), np.float32), fetch_s=0.01, decode_s=0.002)
+    item = Ready(Job(event, record(b"")), np.zeros((4, 4), np.float32), fetch_s=0.01, decode_s=0.002)
     score = ScanScore(0.001, 0.7, True, np.zeros((4, 4), np.float32))
     verdict = build_verdict(
         item, score, model_version="v7", threshold=0.5, model_s=0.03, batch_size=8, now=created + timedelta(seconds=2)

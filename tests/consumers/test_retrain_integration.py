@@ -254,10 +254,7 @@ async def test_kill_during_training_redoes_the_batch_and_nothing_half_written_se
 
 async def serving(inference: InferenceService, version: str, timeout_s: float = 120) -> None:
     """Return once the inference consumer serves `version` (it swaps models in the background)."""
-    async with asyncio.timeout(timeout_s):
-        # ModelHolder offers no event to await: poll its state, bounded by the timeout.
-        while (current := inference.holder.current) is None or current.version != version:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    await asyncio.wait_for(inference.served.wait_for_version(version), timeout_s)
 
 
 async def verdict_for(settings: Settings, scans: Scans, seen: int) -> Verdict:
@@ -275,7 +272,8 @@ async def test_promotion_poisoned_batch_and_rollback_reach_the_inference_consume
     retrain_settings: Settings, object_store: ObjectStore
 ) -> None:
     from model_core.registry import Registry as WritingRegistry
-    from producers.model_updates import publish_model_update, rolled_back_update
+    from producers.model_updates import publish_model_update
+    from schemas.model_updates import ModelUpdate
 
     settings = retrain_settings.model_copy(update={"retrain_batch_size": 64})
     scans = Scans(settings, object_store)
@@ -308,7 +306,7 @@ async def test_promotion_poisoned_batch_and_rollback_reach_the_inference_consume
             # Rollback (what `battery-ct checkpoints rollback` does): later verdicts carry the old version.
             registry = WritingRegistry(S3BlobStore(object_store, settings.bucket_models), owner="operator")
             previous = await asyncio.to_thread(registry.rollback, initial.version, reason="test")
-            await publish_model_update(settings, rolled_back_update(registry.metadata(initial.version), previous))
+            await publish_model_update(settings, ModelUpdate.rolled_back(registry.metadata(initial.version), previous))
             await serving(inference, initial.version)
             verdict = await verdict_for(settings, scans, 2)
             assert verdict.model_version == initial.version

@@ -53,7 +53,6 @@ def test_new_normals_train_with_replay_and_a_holdout_the_batch_cannot_touch() ->
     assert not shas(plan.holdout) & shas(plan.train)
     assert all(e.holdout for e in plan.holdout)
     assert shas(plan.defects) == {sha("bad")}
-    assert shas(plan.needs_images) == shas(plan.train) | shas(plan.holdout) | shas(plan.defects)
 
 
 def test_the_replay_sample_is_the_same_when_a_batch_is_redone() -> None:

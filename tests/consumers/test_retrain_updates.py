@@ -1,8 +1,9 @@
 """The ModelUpdates the retrain consumer broadcasts."""
 
-from consumers.retrain.job import JobResult, new_version
+from dataclasses import dataclass
+
+from consumers.retrain.job import JobResult
 from consumers.retrain.manifest import NewScan
-from consumers.retrain.updates import batch_update, unchanged_update
 from schemas.model_updates import ModelUpdate
 
 SHA = "ab" * 32
@@ -32,8 +33,26 @@ def result(status: str = "rejected") -> JobResult:
     )
 
 
+@dataclass(frozen=True)
+class Dataset:
+    n_normal: int = 1
+    n_defect: int = 0
+
+
+@dataclass(frozen=True)
+class Current:
+    """The serving checkpoint's facts, as `CheckpointMetadata` has them."""
+
+    version: str = "v1"
+    parent: str | None = None
+    threshold: float = 0.5
+    validation_error: float | None = 0.01
+    anomaly_error: float | None = None
+    dataset: Dataset = Dataset()
+
+
 def test_a_rejected_batch_announces_the_candidate_and_the_version_that_stays() -> None:
-    update = batch_update(result("rejected"), scans(), {"normal": 10, "defect": 2})
+    update = ModelUpdate.of_batch(result("rejected"), scans(), {"normal": 10, "defect": 2})
     assert update.status == "rejected" and update.version == "v2" and update.parent == "v1"
     assert update.current_version == "v1" and update.threshold == 0.5  # the threshold that serves
     assert update.new_validation_error == 0.01 and update.new_anomaly_error == 0.04
@@ -43,14 +62,6 @@ def test_a_rejected_batch_announces_the_candidate_and_the_version_that_stays() -
 
 
 def test_an_unchanged_batch_answers_its_jobs_with_the_current_model() -> None:
-    update = unchanged_update("v1", 0.5, 0.01, None, scans(), {"normal": 1, "defect": 0})
+    update = ModelUpdate.unchanged(Current(), scans(), {"normal": 1, "defect": 0})
     assert update.status == "promoted" and update.version == update.current_version == "v1"
     assert update.job_ids == ["j1"] and update.reason and "already" in update.reason
-
-
-def test_versions_sort_by_time_and_name_their_batch() -> None:
-    from datetime import UTC, datetime
-
-    early = new_version("0123456789abcdef", datetime(2026, 1, 1, tzinfo=UTC))
-    late = new_version("fedcba9876543210", datetime(2026, 1, 2, tzinfo=UTC))
-    assert early < late and early.endswith("-01234567")

@@ -13,7 +13,7 @@ import yaml
 from consumers.inference.metrics import InferenceMetrics
 from consumers.retrain.metrics import RetrainMetrics
 from facade.api.metrics import FacadeMetrics
-from runtime.registry import service_registry
+from runtime.metrics import service_registry
 from tests.deploy.deploy_files import DEPLOY, REPO, metric_names, panel_queries, rule_exprs
 
 

@@ -35,7 +35,7 @@ from model_core.network import NetworkConfig
 from model_core.scoring import PatchMemoryConfig
 from model_core.training import TrainingConfig
 from producers.simulator.dataset import generate_dataset
-from runtime.registry import service_registry
+from runtime.metrics import service_registry
 from schemas.accepted import AcceptedScan
 from schemas.settings import Settings
 from storage.object_store import ObjectStore

@@ -185,7 +185,7 @@ def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
             decode=scan_decoder(max_pixels=settings.max_image_pixels),
             metrics=metrics,
         )
-        services.model._loader = loads_version  # a stand-in detector instead of Keras
+        services.served._loader = loads_version  # a stand-in detector instead of Keras
         return services
 
     app = create_app(settings, registry=registry, services_factory=factory)
@@ -193,7 +193,7 @@ def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
         services = cast(Services, app.state.services)
         portal = client.portal
         assert portal is not None
-        portal.call(asyncio.wait_for, services.listener.model_attempted.wait(), 10)
+        portal.call(asyncio.wait_for, services.served.first_attempted.wait(), 10)
         yield World(client, store, kafka, catalog, registry)
 
 
@@ -298,7 +298,7 @@ def test_retrain_past_the_wait_answers_202_and_the_job_finishes_later(world: Wor
     update = ModelUpdate(status="rejected", version="v4", current_version="v2", threshold=0.5, job_ids=[job_id])
     services = cast(Services, world.client.app.state.services)  # type: ignore[attr-defined]
     assert world.client.portal is not None
-    world.client.portal.call(services.listener.apply, update)
+    world.client.portal.call(services.served.apply, update)
     status = world.client.get(f"/jobs/{job_id}").json()
     assert status["status"] == "done"
     assert status["result"]["status"] == "rejected"
@@ -367,6 +367,6 @@ def test_readyz_and_healthz_and_metrics(world: World) -> None:
 
 def test_predict_without_a_model_is_a_503(tmp_path: Path) -> None:
     for world in make_world(tmp_path):
-        world.client.app.state.services.holder._detector = None  # type: ignore[attr-defined]
+        world.client.app.state.services.served.holder._detector = None  # type: ignore[attr-defined]
         answer = world.client.post("/predict", json={"image_url": "s3://scans/line1/cell-1.png"})
         assert (answer.status_code, answer.json()["code"]) == (503, "model_not_loaded")

@@ -14,9 +14,9 @@ import pytest
 import urllib3
 from minio.error import S3Error
 
-from facade.infra.ports import free_port
-from facade.infra.processes import stop
-from facade.infra.s3 import start_moto
+from local_stack.free_ports import free_port
+from local_stack.processes import stop
+from local_stack.s3 import start_moto
 from schemas.settings import Settings
 from storage.errors import ObjectMissing, ObjectTooLarge, StorageError, StoreUnavailable
 from storage.object_store import ObjectStore, map_s3_error

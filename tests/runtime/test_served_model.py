@@ -1,17 +1,19 @@
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.inference.metrics import InferenceMetrics
-from consumers.inference.models import ModelKeeper
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
 from runtime.http import Health
+from runtime.metrics import ModelMetrics
 from runtime.retry import Abandoned, Backoff
+from runtime.served_model import ServedModel
+from schemas.model_updates import ModelUpdate
 
 
 class BadCheckpointError(Exception):
@@ -47,12 +49,41 @@ def load(path: Path) -> Detector:
     return cast(Detector, FakeDetector((path / "version").read_text()))
 
 
-def keeper_for(source: FakeRegistry, tmp_path: Path) -> tuple[ModelKeeper, ModelHolder, CollectorRegistry, Health]:
-    registry, holder, health = CollectorRegistry(), ModelHolder(), Health()
-    keeper = ModelKeeper(
-        source, holder, tmp_path, InferenceMetrics(registry), health, loader=load, backoff=Backoff(0.001, 0.002)
+class FakeFeed:
+    """The model-updates feed: the updates queued before and after `open`; fails its first `failures` opens."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.queue: asyncio.Queue[ModelUpdate] = asyncio.Queue()
+        self.failures, self.opens = failures, 0
+
+    async def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.failures:
+            raise ConnectionRefusedError("broker down")
+
+    async def updates(self) -> AsyncIterator[ModelUpdate]:
+        while True:
+            yield await self.queue.get()
+
+    async def close(self) -> None:
+        pass
+
+
+def keeper_for(
+    source: FakeRegistry, tmp_path: Path, feed: FakeFeed | None = None
+) -> tuple[ServedModel, ModelHolder, CollectorRegistry, Health]:
+    registry, health = CollectorRegistry(), Health()
+    keeper = ServedModel(
+        source,
+        feed or FakeFeed(),
+        ModelMetrics(registry),
+        tmp_path,
+        health=health,
+        loader=load,
+        backoff=Backoff(0.001, 0.002),
+        reconnect_s=0.01,
     )
-    return keeper, holder, registry, health
+    return keeper, keeper.holder, registry, health
 
 
 async def test_current_version_serves_and_a_bad_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -129,3 +160,44 @@ async def test_a_shutdown_while_loading_is_not_a_refusal(tmp_path: Path) -> None
     assert keeper.refused == set()
     assert registry.get_sample_value("battery_ct_model_load_failures_total") == 0
     assert holder.current is None
+
+
+def update(status: str, version: str) -> ModelUpdate:
+    return ModelUpdate(status=status, version=version, current_version=version, threshold=0.5)  # type: ignore[arg-type]
+
+
+async def test_following_opens_the_feed_then_serves_current_then_applies_promotions_only(tmp_path: Path) -> None:
+    feed = FakeFeed(failures=2)  # the broker is down twice: the feed is reopened
+    source = FakeRegistry("v1")
+    keeper, holder, _, _ = keeper_for(source, tmp_path, feed)
+    loop = asyncio.get_running_loop()
+    loaded: asyncio.Queue[str] = asyncio.Queue()
+
+    def signalling_load(path: Path) -> Detector:
+        detector = load(path)
+        loop.call_soon_threadsafe(loaded.put_nowait, detector.version)
+        return detector
+
+    seen: list[str] = []
+    last_applied = asyncio.Event()
+
+    def hook(update: ModelUpdate) -> None:
+        seen.append(update.version)
+        if update.version == "end":
+            last_applied.set()
+
+    keeper._loader, keeper._on_update = signalling_load, hook
+    async with keeper.following():
+        assert await asyncio.wait_for(loaded.get(), 5) == "v1"
+        assert feed.opens == 3 and keeper.feed_open.is_set()
+        await feed.queue.put(update("rejected", "v2"))
+        await feed.queue.put(update("promoted", "v3"))
+        assert await asyncio.wait_for(loaded.get(), 5) == "v3"
+        await feed.queue.put(update("rolled_back", "bad-v4"))  # refused: v3 keeps serving
+        await feed.queue.put(update("rejected", "end"))  # updates are applied in order: all done after it
+        await asyncio.wait_for(last_applied.wait(), 5)
+    assert holder.require().version == "v3"
+    assert "bad-v4" in keeper.refused
+    assert seen == ["v2", "v3", "bad-v4", "end"]  # every update reaches the hook, in order
+    assert source.fetched == ["v1", "v3", "bad-v4"]  # a rejected version is never fetched
+    assert not keeper.feed_open.is_set()  # stopped following on leaving the block

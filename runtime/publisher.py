@@ -1,18 +1,15 @@
-"""The facade's Kafka clients: a publisher (accepted scans, rollback broadcasts) that connects on
-first use and again after a failure, and the feed of model updates from the topic's end."""
+"""A publisher for request-driven services (the facade: accepted scans, rollback broadcasts): it
+connects on first use and again after a failure, so a broker outage is an error per call, not a
+dead process."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from runtime.kafka import make_producer
-from runtime.model_updates import open_model_updates, read_model_updates
-from runtime.topics import ensure_topics, standard_topics
-from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,24 +59,3 @@ class KafkaPublisher:
             if self._producer is producer:
                 self._producer = None
         await producer.stop()
-
-
-class KafkaUpdateFeed:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._consumer: AIOKafkaConsumer | None = None
-
-    async def open(self) -> None:
-        settings = self._settings
-        await ensure_topics(settings, standard_topics(settings))
-        self._consumer = await open_model_updates(settings)
-
-    async def updates(self) -> AsyncIterator[ModelUpdate]:
-        assert self._consumer is not None, "open() first"
-        async for update in read_model_updates(self._consumer):
-            yield update
-
-    async def close(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()

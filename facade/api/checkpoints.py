@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 
 from facade.api.deps import ApiKeyDep, ServicesDep
 from facade.api.errors import ApiError, DependencyDownError
-from facade.api.routers._responses import errors
+from facade.api.openapi import errors
 from schemas.api import CheckpointInfo
 from schemas.model_updates import MODEL_UPDATE_KEY
 
@@ -33,7 +33,7 @@ async def rollback(version: Version, services: ServicesDep, _: ApiKeyDep) -> Che
     if known[version].current:
         raise ApiError(409, "already_current", f"{version} is already the current version")
     update = await asyncio.to_thread(services.catalog.rollback, version)
-    await services.model.load(version)  # this process serves it now, without waiting for the broadcast
+    await services.served.load(version, patient=False)  # serves it now, without waiting for the broadcast
     try:
         await services.publisher.publish(services.settings.topic_model_updates, MODEL_UPDATE_KEY, update.to_json())
     except Exception as exc:

@@ -1,4 +1,11 @@
-from runtime.kafka import instance_id, make_consumer, make_producer, transactional_id
+from runtime.kafka import (
+    consumer_config,
+    instance_id,
+    make_consumer,
+    make_producer,
+    producer_config,
+    transactional_id,
+)
 from runtime.topics import standard_topics
 from schemas.settings import Settings
 
@@ -12,12 +19,16 @@ def test_transactional_id_is_stable_per_instance() -> None:
 
 
 async def test_consumers_read_committed_and_never_auto_commit() -> None:
-    consumer = make_consumer(Settings(), "t", group_id="g")
-    assert consumer._enable_auto_commit is False
-    assert consumer._isolation_level == "read_committed"
-    producer = make_producer(Settings(), transactional_id="tx")
-    assert producer._txn_manager is not None
-    assert producer._txn_manager.transactional_id == "tx"
+    consumer = consumer_config(Settings(), group_id="g")
+    assert consumer["enable_auto_commit"] is False
+    assert consumer["isolation_level"] == "read_committed"
+    producer = producer_config(Settings(), transactional_id="tx")
+    assert producer["transactional_id"] == "tx"
+    assert producer["enable_idempotence"] is True and producer["acks"] == "all"
+    assert "transactional_id" not in producer_config(Settings())
+    # aiokafka accepts exactly these keyword arguments
+    assert make_consumer(Settings(), "t", group_id="g") is not None
+    assert make_producer(Settings(), transactional_id="tx") is not None
 
 
 def test_model_updates_topic_is_compacted() -> None:

@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: ServicesDep) -> Response:
     """Ready when Kafka answers, the object store answers and a model is loaded; 503 otherwise."""
     kafka, s3 = await asyncio.gather(_kafka_ok(services), _s3_ok(services))
-    detector = services.holder.current
+    detector = services.served.current
     report = ReadinessReport(
         ready=kafka and s3 and detector is not None,
         kafka=kafka,
@@ -46,7 +46,7 @@ async def metrics(services: ServicesDep) -> Response:
 
 
 async def _kafka_ok(services: Services) -> bool:
-    if not services.listener.connected.is_set():
+    if not services.served.feed_open.is_set():
         return False
     with contextlib.suppress(Exception):
         return await asyncio.wait_for(services.publisher.ping(), PROBE_TIMEOUT_S)

@@ -1,4 +1,4 @@
-"""OpenAPI descriptions of the error answers the routes share."""
+"""OpenAPI descriptions of the error answers the endpoint families share."""
 
 from __future__ import annotations
 

@@ -1,0 +1,52 @@
+"""POST /predict: image URL -> policy -> fetch -> decode and preprocess -> score -> optional heat map.
+
+The decode/preprocess and the heat-map key are the ones the inference consumer uses (`storage.scans`),
+so a scan gets the same score whether it comes by Kafka or by HTTP.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter
+
+from facade.api.deps import DetectorDep, ServicesDep
+from facade.api.openapi import errors
+from facade.api.services import Services
+from schemas.api import ImageRequest, PredictResponse
+from schemas.scans import scan_id_from_key
+
+router = APIRouter(tags=["scoring"])
+
+
+@router.post("/predict", response_model=PredictResponse, responses=errors(400, 404, 413, 422, 503))
+async def predict(body: ImageRequest, services: ServicesDep, detector: DetectorDep) -> PredictResponse:
+    """Score one scan with the model serving now; with `"heatmap": true` the heat map is stored
+    in the heat-map bucket and its URL returned."""
+    ref, data = await services.fetch_scan(body.image_url)
+    image = await services.decode_scan(data, detector.image_size)
+    (score,) = await services.in_model_thread(detector.score_batch, image[None])
+    heatmap_url = None
+    if body.heatmap:
+        scan_id = scan_id_from_key(ref.key)
+        heatmap_url = await _store_heatmap(services, image, score.error_map, scan_id, detector.version)
+    return PredictResponse(
+        reconstruction_error=float(score.reconstruction_error),
+        is_anomaly=bool(score.is_anomaly),
+        anomaly_score=float(score.anomaly_score),
+        threshold=float(detector.threshold),
+        model_version=detector.version,
+        heatmap_url=heatmap_url,
+    )
+
+
+async def _store_heatmap(
+    services: Services, image: np.ndarray, error_map: np.ndarray, scan_id: str, version: str
+) -> str:
+    from model_core.heatmap import render_heatmap_png
+    from storage.scans import heatmap_key
+    from storage.urls import ObjectRef
+
+    png = await services.in_decode_pool(render_heatmap_png, image, error_map)
+    bucket, key = services.settings.bucket_heatmaps, heatmap_key(scan_id, version)
+    await services.store.aput_bytes(bucket, key, png, content_type="image/png")
+    return ObjectRef(bucket, key).url

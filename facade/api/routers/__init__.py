@@ -1,1 +1,0 @@
-"""The facade's routes, one module per area."""
