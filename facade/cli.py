@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.installation import PackageClash, check_own_packages
+
+    try:
+        check_own_packages()
+    except PackageClash as exc:
+        print(f"battery-ct: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

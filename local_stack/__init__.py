@@ -12,3 +12,5 @@ from local_stack.manager import Infra, down, status, up
 from local_stack.state import InfraState, ServiceRecord
 
 __all__ = ["Infra", "InfraError", "InfraState", "MissingToolError", "ServiceRecord", "down", "status", "up"]
+
+__battery_ct__ = True  # runtime.installation: this package is battery-ct's

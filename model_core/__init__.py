@@ -2,3 +2,5 @@
 
 No Kafka, S3 or HTTP imports here: callers hand in bytes and arrays and get results back.
 """
+
+__battery_ct__ = True  # runtime.installation: this package is battery-ct's

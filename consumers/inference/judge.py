@@ -1,4 +1,5 @@
-"""Score a prepared batch with the detector pinned at its poll and turn the scores into verdicts.
+"""Score a prepared batch with the detector pinned at its poll and turn the scores into verdicts
+(the verdict is built by pure functions: scores in, verdicts out).
 
 The model runs in one dedicated worker thread (TensorFlow is never called from the event loop,
 which must keep heartbeating).
@@ -9,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
-from consumers.inference.prepare import PreparedBatch
-from consumers.inference.steps import Ready, build_verdict, stack_images
+from consumers.inference.prepare import PreparedBatch, Ready
 from model_core.detector import Detector, ScanScore
 from runtime.dead_letters import Poison
-from schemas.verdicts import Verdict
+from schemas.base import utc_now
+from schemas.scans import ScanEvent
+from schemas.verdicts import StageTimings, Verdict
 from storage.scans import heatmap_key
 
 log = logging.getLogger(__name__)
@@ -97,3 +100,55 @@ class Judge:
             *(writer(item.image, score.error_map, key) for (item, score), key in zip(scored, keys, strict=True))
         )
         return list[str | None](urls)
+
+
+def stack_images(ready: Sequence[Ready]) -> np.ndarray:
+    """The model's input, (N, S, S) float32."""
+    return np.stack([item.image for item in ready]).astype(np.float32, copy=False)
+
+
+def verdict_label(is_anomaly: bool) -> str:
+    return "anomaly" if is_anomaly else "normal"
+
+
+def event_age_s(event: ScanEvent, now: datetime) -> float:
+    """Seconds from the scan's event time to `now` (0 when clocks disagree)."""
+    return max(0.0, (now - event.created_at).total_seconds())
+
+
+def build_verdict(
+    item: Ready,
+    score: ScanScore,
+    *,
+    model_version: str,
+    threshold: float,
+    model_s: float,
+    batch_size: int,
+    heatmap_url: str | None = None,
+    now: datetime | None = None,
+) -> Verdict:
+    """The verdict of one scan; `model_s` is its share of the batch's model time."""
+    now = now or utc_now()
+    event = item.job.event
+    return Verdict(
+        scan_id=event.scan_id,
+        image_url=event.image_url,
+        reconstruction_error=score.reconstruction_error,
+        anomaly_score=score.anomaly_score,
+        is_anomaly=score.is_anomaly,
+        threshold=threshold,
+        model_version=model_version,
+        heatmap_url=heatmap_url,
+        timings=StageTimings(
+            fetch_ms=item.fetch_s * 1000,
+            decode_ms=item.decode_s * 1000,
+            model_ms=model_s * 1000,
+            # The verdict is serialised before the transaction that publishes it, so its own publish
+            # time cannot be in it: always None here; the publish stage is the stage_seconds metric.
+            publish_ms=None,
+            event_to_verdict_ms=event_age_s(event, now) * 1000,
+        ),
+        batch_size=batch_size,
+        event_time=event.created_at,
+        judged_at=now,
+    )

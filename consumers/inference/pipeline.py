@@ -17,10 +17,9 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from consumers.inference.judge import Judge, Judged
+from consumers.inference.judge import Judge, Judged, event_age_s, verdict_label
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.prepare import PreparedBatch, Preparer
-from consumers.inference.steps import event_age_s, verdict_label
 from runtime.delivery import BatchDelivery
 from runtime.outbox import Outgoing
 from runtime.retry import Abandoned

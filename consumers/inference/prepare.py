@@ -1,5 +1,6 @@
-"""Fetch and decode a poll's scans for the detector pinned at that poll: S3 fetches run
-concurrently, decoding in a small thread pool.
+"""Parse, fetch and decode a poll's scans for the detector pinned at that poll: the parsing is a
+pure step (records in, jobs and poison out); S3 fetches run concurrently, decoding in a small
+thread pool.
 
 Poison (missing object, oversized or corrupt image) becomes a `Poison`; a transient failure (S3
 down) is retried with backoff for as long as it takes, so it never becomes a dead letter.
@@ -9,19 +10,62 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from consumers.inference.steps import Job, Ready, parse_records
+import numpy as np
+
 from model_core.detector import Detector
 from runtime.dead_letters import Poison
 from runtime.delivery import Polled
+from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff, retry_transient
-from schemas.scans import ScanEvent
+from schemas.scans import ScanEvent, ScanMessageError, parse_scan_message
 from storage.scans import DecodeFn
 
 FetchFn = Callable[[ScanEvent], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scan to judge, and the message that announced it."""
+
+    event: ScanEvent
+    source: SourceRecord
+
+
+@dataclass(frozen=True)
+class Parsed:
+    jobs: list[Job] = field(default_factory=list)
+    poisons: list[Poison] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A scan fetched and preprocessed for the model."""
+
+    job: Job
+    image: np.ndarray  # (S, S) float32 from model_core.imaging.preprocess
+    fetch_s: float
+    decode_s: float
+
+
+def parse_records(records: Iterable[SourceRecord]) -> Parsed:
+    """Split a poll's messages into scans to judge and poison (malformed JSON, unknown schema major, ...)."""
+    parsed = Parsed()
+    for record in records:
+        if not record.value:
+            parsed.poisons.append(Poison(record, ScanMessageError("empty message (no value)")))
+            continue
+        try:
+            events = parse_scan_message(record.value)
+        except ScanMessageError as exc:
+            parsed.poisons.append(Poison(record, exc))
+            continue
+        # A notification without object-created records announces nothing; its offset still moves on.
+        parsed.jobs.extend(Job(event, record) for event in events)
+    return parsed
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,48 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+import sys
 
 import uvicorn
 
 from facade.api.app import create_app
+from runtime.http import PortTaken
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts, so a taken port is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortTaken(port, "BATTERY_CT_API_PORT (or --port)") from exc
+    return sock
+
+
 def run(settings: Settings, host: str, port: int) -> int:
-    """Serve on host:port; uvicorn handles SIGTERM/SIGINT (finishes requests in flight). 0 on a clean stop."""
+    """Serve on host:port; uvicorn handles SIGTERM/SIGINT (finishes requests in flight). 0 on a clean
+    stop; 2 with one line on stderr when the port is taken."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sock = bind(host, port)
+    except PortTaken as exc:
+        print(f"battery-ct: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on")
+    config = uvicorn.Config(app, log_level=settings.log_level.lower(), lifespan="on")
     server = uvicorn.Server(config)
     log.info("battery-ct facade on http://%s:%d (OpenAPI at /docs)", host, port)
-    server.run()
+    with sock:
+        server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -4,8 +4,7 @@ from typing import cast
 import numpy as np
 
 from consumers.inference.judge import Judge
-from consumers.inference.prepare import PreparedBatch
-from consumers.inference.steps import Job, Ready
+from consumers.inference.prepare import Job, PreparedBatch, Ready
 from model_core.detector import Detector, ScanScore
 from model_core.serving import ModelHolder
 from runtime.delivery import Polled

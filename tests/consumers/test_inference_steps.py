@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from consumers.inference.steps import Job, Ready, build_verdict, parse_records
+from consumers.inference.judge import build_verdict
+from consumers.inference.prepare import Job, Ready, parse_records
 from model_core.detector import ScanScore
 from runtime.records import SourceRecord
 from schemas.scans import ScanEvent, ScanMessageError
