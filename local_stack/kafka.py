@@ -2,6 +2,10 @@
 
 Its data and logs live under <state_dir>/kafka/; the storage is formatted on the first start and
 kept across `down`/`up`, so topics and committed offsets survive a restart.
+
+PLAINTEXT by default; with `security=KafkaSecurity(...)` (and `acls=`) the broker authenticates every
+client with SASL/SCRAM-SHA-512 and allows only what the ACLs say (local_stack.kafka_security and
+local_stack.kafka_acls). A state directory keeps the mode and users it was formatted with.
 """
 
 from __future__ import annotations
@@ -10,14 +14,18 @@ import base64
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
 from local_stack.errors import InfraError
 from local_stack.jars import BROKER_FILES, Progress, require_java
-from local_stack.probes import kafka_answers
+from local_stack.kafka_acls import Acl, create_acls
+from local_stack.kafka_security import KafkaSecurity
+from local_stack.probes import kafka_answers, run_async
 from local_stack.processes import spawn, start_ticks, stop, tail
 from local_stack.state import ServiceRecord
+from schemas.settings import Settings
 
 TEMPLATE = BROKER_FILES / "server.properties.template"
 LOG4J = BROKER_FILES / "log4j.properties"
@@ -54,17 +62,32 @@ def _java_command(java: str, libs: Path, logs: Path, config: Path, main: str, *a
     ]
 
 
-def render_config(state_dir: Path, *, broker_port: int, controller_port: int) -> Path:
+def plaintext_listeners(*, broker_port: int, controller_port: int, host: str = "127.0.0.1") -> str:
+    return "\n".join(
+        [
+            f"listeners=PLAINTEXT://{host}:{broker_port},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{broker_port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+    )
+
+
+def render_config(
+    state_dir: Path, *, broker_port: int, controller_port: int, security: KafkaSecurity | None = None
+) -> Path:
     data, logs, config = kafka_paths(state_dir)
     data.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
+    if security is None:
+        listeners = plaintext_listeners(broker_port=broker_port, controller_port=controller_port)
+    else:
+        listeners = security.listener_properties(broker_port=broker_port, controller_port=controller_port)
     text = Template(TEMPLATE.read_text()).substitute(
-        broker_port=broker_port,
-        controller_port=controller_port,
-        advertised_host="127.0.0.1",
-        data_dir=data,
+        broker_port=broker_port, controller_port=controller_port, listeners=listeners, data_dir=data
     )
     config.write_text(text)
+    config.chmod(0o600)  # in secure mode it holds the super users' passwords
     _log4j_config(config).write_bytes(LOG4J.read_bytes())
     return config
 
@@ -79,13 +102,17 @@ def new_cluster_id() -> str:
     return cluster_id
 
 
-def _format_storage(java: str, libs: Path, state_dir: Path, config: Path) -> None:
+def _format_storage(
+    java: str, libs: Path, state_dir: Path, config: Path, security: KafkaSecurity | None = None
+) -> None:
+    """Format the storage on the first start; in secure mode its first metadata holds the SCRAM users."""
     data, logs, _ = kafka_paths(state_dir)
     if (data / "meta.properties").exists():
         return
     cluster_id = new_cluster_id()
+    scram = security.format_args() if security is not None else []
     command = _java_command(
-        java, libs, logs, config, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+        java, libs, logs, config, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *scram
     )
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
@@ -100,11 +127,20 @@ def start_kafka(
     controller_port: int,
     timeout_s: float = 120.0,
     progress: Progress = lambda _: None,
+    security: KafkaSecurity | None = None,
+    acls: Sequence[Acl] = (),
 ) -> tuple[ServiceRecord, subprocess.Popen[bytes]]:
-    """Start the broker and return once it answers a metadata request (or raise, with its log)."""
+    """Start the broker and return once it answers a metadata request (or raise, with its log).
+
+    With `security`: SASL/SCRAM and the StandardAuthorizer, the users created at the first format,
+    and `acls` created (as the admin user) before this returns. The same `security` must be passed
+    on every start with the same state directory: its users are in the formatted storage.
+    """
+    if acls and security is None:
+        raise InfraError("ACLs need a secure broker: pass security=KafkaSecurity(...)")
     java = require_java()
-    config = render_config(state_dir, broker_port=broker_port, controller_port=controller_port)
-    _format_storage(java, libs, state_dir, config)
+    config = render_config(state_dir, broker_port=broker_port, controller_port=controller_port, security=security)
+    _format_storage(java, libs, state_dir, config, security)
     _, logs, _ = kafka_paths(state_dir)
     out = logs / "kafka.out"
     process = spawn(_java_command(java, libs, logs, config, "kafka.Kafka", str(config)), log_file=out)
@@ -114,7 +150,8 @@ def start_kafka(
     )
     progress(f"kafka: started (pid {process.pid}), waiting for {bootstrap} to answer ...")
     deadline = time.monotonic() + timeout_s
-    while not kafka_answers(bootstrap, timeout_s=2.0):
+    connection = security.connection(bootstrap) if security is not None else {}
+    while not kafka_answers(bootstrap, timeout_s=2.0, **connection):
         if process.poll() is not None:
             raise InfraError(
                 f"the Kafka broker exited with status {process.returncode} during start; "
@@ -125,4 +162,13 @@ def start_kafka(
             process.poll()
             raise InfraError(f"the Kafka broker did not answer within {timeout_s:.0f} s; see {logs / 'server.log'}")
         time.sleep(0.25)
+    if security is not None and acls:
+        admin = security.settings_of(Settings(kafka_bootstrap=bootstrap), "admin")
+        try:
+            created = run_async(create_acls(admin, acls))
+        except BaseException:
+            stop(process.pid, record.start_ticks)
+            process.poll()
+            raise
+        progress(f"kafka: {created} ACLs in place")
     return record, process

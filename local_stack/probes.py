@@ -32,11 +32,12 @@ def _quiet_aiokafka() -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def _kafka_brokers(bootstrap: str, timeout_s: float) -> int:
+async def _kafka_brokers(bootstrap: str, timeout_s: float, security: dict[str, str]) -> int:
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    security = {k: v for k, v in security.items() if k != "bootstrap_servers"}
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **security)
     try:
         async with asyncio.timeout(timeout_s):
             await client.bootstrap()
@@ -47,12 +48,16 @@ async def _kafka_brokers(bootstrap: str, timeout_s: float) -> int:
         await client.close()
 
 
-def kafka_answers(bootstrap: str, *, timeout_s: float = 3.0) -> bool:
-    """True when the broker answers a metadata request and lists at least one (unfenced) broker."""
+def kafka_answers(bootstrap: str, *, timeout_s: float = 3.0, **security: str) -> bool:
+    """True when the broker answers a metadata request and lists at least one (unfenced) broker.
+
+    `security`: aiokafka's connection arguments (security_protocol, sasl_mechanism,
+    sasl_plain_username, sasl_plain_password) for a broker that authenticates its clients.
+    """
     if not bootstrap.strip():
         return False
     with _quiet_aiokafka():
-        return run_async(_kafka_brokers(bootstrap, timeout_s)) > 0
+        return run_async(_kafka_brokers(bootstrap, timeout_s, security)) > 0
 
 
 def s3_answers(endpoint: str, *, secure: bool = False, timeout_s: float = 2.0) -> bool:
