@@ -2,7 +2,10 @@
 
 Decoding is where untrusted bytes meet the detector, so every failure becomes an
 `ImageDecodeError` with a code a dead letter can carry, and the pixel count is checked from the
-header before a single pixel is decompressed (a 100-byte PNG can declare 50000 x 50000).
+header before a single pixel is decompressed (a 100-byte PNG can declare 50000 x 50000), and an
+image whose data ends before the last row its header declares is refused, never padded: a short
+PNG stream, a JPEG scan ended early by a marker, a TIFF with short or missing strips
+(docs/IMAGES.md). `declared_pixels` reads the header alone, for a decode budget.
 
 Intensities stay raw (float32) until `normalise_intensity`, which windows them by robust
 percentiles: a 16-bit scan keeps its full dynamic range instead of being squeezed by 255.
@@ -14,9 +17,13 @@ in training.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +48,34 @@ _COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA", "RGBX", "LA", "La", "CMYK",
 
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     """Decode one slice to a 2-D float32 array of its raw intensities (colour becomes gray; a
-    multi-frame TIFF gives its first frame). Raises `ImageDecodeError`."""
+    multi-frame TIFF gives its first frame). Every row and column the header declares must be in
+    the data, or it is `image_truncated` (the checks per format are below). Raises `ImageDecodeError`."""
+    with _opened(data) as image:
+        _check_size(image, max_pixels)
+        image.seek(0)
+        if image.format == "PNG":
+            _check_png_rows(data)
+        elif image.format == "TIFF":
+            _check_tiff_strips(image, len(data))
+        image.load()
+        if image.format in _JPEG_FORMATS:
+            _check_jpeg_complete(data, image)
+        return _to_gray(image)
+
+
+def declared_pixels(data: bytes) -> int:
+    """Width x height from the header alone (the first frame of a TIFF), nothing decompressed: what a
+    caller reserves from a decode budget before `decode_image`. Raises `ImageDecodeError` for what is
+    no PNG, TIFF or JPEG, and `image_too_large` for what Pillow refuses outright as a bomb."""
+    with _opened(data) as image:
+        width, height = image.size
+        return int(width) * int(height)
+
+
+@contextmanager
+def _opened(data: bytes) -> Iterator[ImageFile.ImageFile]:
+    """The image `data` holds, opened lazily (header only), with every failure inside the block
+    turned into an `ImageDecodeError`."""
     if not data:
         raise ImageDecodeError("the image is empty (0 bytes)", code="image_empty")
     # A process-wide flag another library may have set; with it Pillow fills a cut-off scan with
@@ -51,10 +85,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
-                _check_size(image, max_pixels)
-                image.seek(0)
-                image.load()
-                return _to_gray(image)
+                yield image
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageDecodeError(f"the image is too large: {exc}", code="image_too_large") from exc
         except UnidentifiedImageError as exc:
@@ -69,7 +100,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
             raise ImageDecodeError("the data is not a PNG, TIFF or JPEG image", code="image_not_an_image") from exc
         except ImageDecodeError:
             raise
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as exc:
             # Pillow reports a cut-off or corrupt stream as any of these, depending on the plugin.
             raise ImageDecodeError(f"the image is truncated or corrupt: {exc}", code="image_truncated") from exc
 
@@ -82,6 +113,215 @@ def _check_size(image: Image.Image, max_pixels: int) -> None:
         raise ImageDecodeError(
             f"the image is too large: {width} x {height} pixels, at most {max_pixels} accepted", code="image_too_large"
         )
+
+
+def _truncated(message: str) -> ImageDecodeError:
+    return ImageDecodeError(f"the image is truncated: {message}", code="image_truncated")
+
+
+# PNG: Pillow fills the rows a short (but valid) zlib stream lacks with black, so the stream is
+# inflated here first, counting bytes and keeping none, and must hold height x (1 + row bytes).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_INFLATE_STEP = 1 << 20
+
+
+def _check_png_rows(data: bytes) -> None:
+    header, stream = _png_header_and_stream(data)
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    bits = depth * _PNG_CHANNELS.get(colour, 1)
+    passes = [(0, 0, 1, 1)] if interlace == 0 else _ADAM7
+    rows_and_bytes = []
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            rows_and_bytes.append((rows, 1 + (columns * bits + 7) // 8))
+    needed = sum(rows * row_bytes for rows, row_bytes in rows_and_bytes)
+    held = _inflated_size(stream, needed)
+    if held < needed:
+        whole_rows = held // rows_and_bytes[0][1] if interlace == 0 else None
+        rows_held = f"{whole_rows} of {height} rows" if whole_rows is not None else "part of its interlaced passes"
+        raise _truncated(
+            f"the PNG declares {width} x {height} pixels but its image data holds {held} of the {needed} bytes "
+            f"they need ({rows_held})"
+        )
+
+
+def _png_header_and_stream(data: bytes) -> tuple[bytes, list[bytes]]:
+    header, stream, at = b"", [], 8
+    while at + 8 <= len(data):
+        (length,), kind = struct.unpack_from(">I", data, at), data[at + 4 : at + 8]
+        body = data[at + 8 : at + 8 + length]
+        if kind == b"IHDR":
+            header = body[:13]
+        elif kind == b"IDAT":
+            stream.append(body)
+        elif kind == b"IEND":
+            break
+        at += 12 + length
+    if len(header) != 13:
+        raise _truncated("the PNG has no complete IHDR header")
+    return header, stream
+
+
+def _inflated_size(stream: list[bytes], needed: int) -> int:
+    """How many bytes the zlib stream inflates to, counting no further than `needed`."""
+    inflate, held = zlib.decompressobj(), 0
+    for piece in stream:
+        pending = piece
+        while pending and held < needed and not inflate.eof:
+            held += len(inflate.decompress(pending, min(_INFLATE_STEP, needed - held)))
+            pending = inflate.unconsumed_tail
+        if held >= needed or inflate.eof:
+            break
+    return held
+
+
+# TIFF: Pillow's own reader of uncompressed strips reads past a short strip's byte count and fills
+# missing strips with black; libtiff (the compressed ones) refuses, but only after allocating.
+_TIFF_UNCOMPRESSED = 1
+
+
+def _check_tiff_strips(image: ImageFile.ImageFile, size: int) -> None:
+    tags = getattr(image, "tag_v2", {})
+    width, height = image.size
+    planes = int(tags.get(277, 1)) if int(tags.get(284, 1)) == 2 else 1
+    bits_per_sample = tags.get(258, (1,))
+    bits = sum(int(b) for b in (bits_per_sample if isinstance(bits_per_sample, tuple) else (bits_per_sample,)))
+    bits //= planes
+    if 324 in tags:  # tiles
+        tile_width, tile_length = int(tags.get(322, width)), int(tags.get(323, height))
+        offsets, counts = tags.get(324, ()), tags.get(325, ())
+        needed = -(-width // tile_width) * -(-height // tile_length) * planes
+        block_bytes = [tile_length * ((tile_width * bits + 7) // 8)] * needed
+        what = "tiles"
+    else:
+        rows_per_strip = min(int(tags.get(278, height)), height) or height
+        offsets, counts = tags.get(273, ()), tags.get(279, ())
+        per_plane = -(-height // rows_per_strip)
+        needed = per_plane * planes
+        row_bytes = (width * bits + 7) // 8
+        block_bytes = [
+            min(rows_per_strip, height - (i % per_plane) * rows_per_strip) * row_bytes for i in range(needed)
+        ]
+        what = "strips"
+    offsets, counts = tuple(offsets), tuple(counts)
+    if len(offsets) < needed or (counts and len(counts) < needed):
+        raise _truncated(f"the TIFF declares {width} x {height} pixels in {needed} {what}, it lists {len(offsets)}")
+    uncompressed = int(tags.get(259, _TIFF_UNCOMPRESSED)) == _TIFF_UNCOMPRESSED
+    for index, (offset, count) in enumerate(zip(offsets, counts, strict=False)):
+        if index >= needed:
+            break
+        if int(offset) + int(count) > size:
+            raise _truncated(f"TIFF {what[:-1]} {index} ends at byte {offset + count}, the file has {size}")
+        if uncompressed and int(count) < block_bytes[index]:
+            raise _truncated(f"TIFF {what[:-1]} {index} holds {count} of the {block_bytes[index]} bytes it needs")
+
+
+# JPEG: libjpeg decodes what a scan lacks as flat gray when a marker (an early EOI) ends it, and
+# Pillow keeps its warnings to itself. A scan that is complete never reads past its last block, so
+# the image is decoded again with junk (no 0xFF) spliced in before each marker that ends scan data:
+# identical pixels mean no scan needed more than it had. Progressive files must also bring every
+# coefficient of every component to full precision.
+_JPEG_FORMATS = ("JPEG", "MPO")
+_JPEG_PROBE = bytes(b % 255 for b in hashlib.shake_256(b"battery-ct jpeg probe").digest(256))
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _check_jpeg_complete(data: bytes, image: Image.Image) -> None:
+    sof, components, scans, scan_ends = _jpeg_layout(data)
+    if sof in _PROGRESSIVE_SOF:
+        _check_progressive_coverage(components, scans)
+    elif sof is not None and sof != 0xC3:
+        missing = [c for c in components if not any(c in ids for ids, *_ in scans)]
+        if missing:
+            raise _truncated(f"the JPEG has no scan for component(s) {missing}")
+    pieces, start = [], 0
+    for end in scan_ends:
+        pieces += [data[start:end], _JPEG_PROBE]
+        start = end
+    probed = b"".join([*pieces, data[start:]])
+    with Image.open(io.BytesIO(probed), formats=SUPPORTED_FORMATS) as again:
+        again.load()
+        if again.tobytes() != image.tobytes():
+            width, height = image.size
+            raise _truncated(
+                f"the JPEG declares {width} x {height} pixels but its scan data ends before the last of them"
+            )
+
+
+_Scan = tuple[list[int], int, int, int]  # component ids, first and last coefficient, final bit position
+
+
+def _jpeg_layout(data: bytes) -> tuple[int | None, list[int], list[_Scan], list[int]]:
+    """(SOF marker, component ids, scans as (component ids, Ss, Se, Al), where each stretch of scan
+    data ends: before a marker or at the end of the data)."""
+    sof: int | None = None
+    components: list[int] = []
+    scans: list[_Scan] = []
+    scan_ends: list[int] = []
+    at = 2
+    while at + 1 < len(data):
+        if data[at] != 0xFF:  # junk between segments: libjpeg skips to the next marker too
+            at = data.find(b"\xff", at)
+            if at < 0:
+                break
+            continue
+        marker = data[at + 1]
+        if marker == 0xFF:
+            at += 1
+            continue
+        if marker == 0xD9:
+            break
+        if marker in _STANDALONE or marker == 0xD8:
+            at += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, at + 2) if at + 4 <= len(data) else (0,)
+        body = data[at + 4 : at + 2 + length]
+        if marker in _SOF_MARKERS and len(body) >= 6:
+            sof = marker
+            components = [body[6 + 3 * i] for i in range(body[5]) if 6 + 3 * i < len(body)]
+        at += 2 + max(length, 2)
+        if marker == 0xDA and body:
+            count = body[0]
+            ids = [body[1 + 2 * i] for i in range(count) if 1 + 2 * i < len(body)]
+            tail = body[1 + 2 * count : 4 + 2 * count]
+            if len(tail) == 3:
+                scans.append((ids, tail[0], tail[1], tail[2] & 0x0F))
+            at = _end_of_scan_data(data, at, scan_ends)
+    return sof, components, scans, scan_ends
+
+
+def _end_of_scan_data(data: bytes, at: int, scan_ends: list[int]) -> int:
+    """Where the scan data from `at` ends (a marker other than stuffing); records that place and
+    every restart marker's place in `scan_ends`."""
+    while True:
+        at = data.find(b"\xff", at)
+        if at < 0 or at + 1 >= len(data):
+            scan_ends.append(len(data))
+            return len(data)
+        follower = data[at + 1]
+        if follower == 0x00 or follower == 0xFF:
+            at += 1 if follower == 0xFF else 2
+            continue
+        scan_ends.append(at)
+        if 0xD0 <= follower <= 0xD7:
+            at += 2
+            continue
+        return at
+
+
+def _check_progressive_coverage(components: list[int], scans: list[_Scan]) -> None:
+    for component in components:
+        final = {k for ids, first, last, low in scans if component in ids and low == 0 for k in range(first, last + 1)}
+        missing = sorted(set(range(64)) - final)
+        if missing:
+            raise _truncated(
+                f"the progressive JPEG stops before its last scans: coefficients {missing[0]}..{missing[-1]} of "
+                f"component {component} never arrive at full precision"
+            )
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
