@@ -182,3 +182,20 @@ async def test_negative_pixels_are_refused() -> None:
     with pytest.raises(ValueError):
         async with DecodeBudget(10).reserve(-1):
             pass
+
+
+async def test_cancelled_in_the_turn_it_was_granted_hands_the_pixels_on() -> None:
+    budget = DecodeBudget(100)
+    tracker = Tracker(budget)
+    holding = budget.reserve(100)
+    await holding.__aenter__()
+    granted = asyncio.create_task(tracker.decode("granted", 100))
+    last = asyncio.create_task(tracker.decode("last", 100))
+    await settle()
+    await holding.__aexit__(None, None, None)  # grants "granted" without yielding: it has not run yet
+    granted.cancel()
+    await settle()
+    assert tracker.running == {"last"} and budget.in_flight == 100
+    tracker.finish("last")
+    await last
+    assert granted.cancelled() and budget.in_flight == 0 and "granted" not in tracker.order
