@@ -1,4 +1,5 @@
-"""The deploy files and what the tests read from them: the PromQL of the dashboard and the alert rules."""
+"""The deploy files and what the tests read from them: the PromQL of the dashboard and the alert rules,
+the published ports of the compose services."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "battery-ct.json"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
+KAFKA_START = DEPLOY / "kafka" / "start.sh"
+MINIO_INIT = DEPLOY / "minio" / "init.sh"
 METRIC_NAME = re.compile(r"\b(battery_ct_[a-z0-9_]+|process_[a-z0-9_]+|python_[a-z0-9_]+)\b")
 
 
@@ -39,3 +42,19 @@ def rule_exprs(rules: dict[str, Any]) -> dict[str, str]:
 
 def metric_names(expr: str) -> set[str]:
     return set(METRIC_NAME.findall(expr))
+
+
+def published_host_ips(service: dict[str, Any]) -> list[str]:
+    """The host address of each published port of a resolved compose service ("0.0.0.0" when none is given).
+
+    `docker compose config` writes ports as mappings (host_ip, published, target); Debian's
+    docker-compose 1.29 writes `host_ip:published:target/tcp` strings when an address is given.
+    """
+    ips = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ips.append(port.get("host_ip") or "0.0.0.0")
+        else:
+            parts = str(port).split(":")
+            ips.append(parts[0] if len(parts) == 3 else "0.0.0.0")
+    return ips
