@@ -10,6 +10,14 @@ from __future__ import annotations
 from typing import Literal
 
 ImageErrorCode = Literal["image_empty", "image_truncated", "image_not_an_image", "image_too_large", "image_unsupported"]
+IntegrityReason = Literal[
+    "not_a_checkpoint",  # no directory, no metadata, unreadable metadata or manifest
+    "files_changed",  # a file is missing, extra or not the one the manifest (or legacy metadata) lists
+    "name_mismatch",  # the version name's hash is not the manifest's digest
+    "unsigned",  # a verification key is configured and the checkpoint has no signature (or no manifest)
+    "bad_signature",  # the signature is malformed or does not match the manifest
+    "unknown_key",  # signed, but by a key that is not a configured verification key
+]
 
 
 class ModelCoreError(Exception):
@@ -40,9 +48,21 @@ class CheckpointError(ModelCoreError):
 
 
 class CheckpointIntegrityError(CheckpointError):
-    """A checkpoint's files do not match the hashes in its metadata (missing, extra or changed)."""
+    """A checkpoint is not what its manifest, its version name or its signature say it is, and
+    must never be served. `reason` says which check failed, in a word fit for a metric label."""
 
     code = "checkpoint_integrity"
+
+    def __init__(self, message: str, *, reason: IntegrityReason = "files_changed") -> None:
+        super().__init__(message)
+        self.reason: IntegrityReason = reason
+
+
+class InvalidKeyError(ModelCoreError):
+    """A signing or verification key cannot be read (not base64 of 32 bytes nor an Ed25519 PEM),
+    or the keys given do not belong together. A configuration error: never retriable."""
+
+    code = "invalid_key"
 
 
 class RegistryError(ModelCoreError):
@@ -58,6 +78,13 @@ class RegistryConflict(RegistryError):  # noqa: N818 - the name the architecture
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retriable=True)
+
+
+class InvalidVersion(RegistryError):  # noqa: N818 - reads as the refusal it is
+    """A name that is not a registry version (``v<sequence>-<hex digest>``): refused before any
+    key or path is built from it."""
+
+    code = "invalid_version"
 
 
 class BlobNotFound(RegistryError):  # noqa: N818 - mirrors KeyError/FileNotFoundError
