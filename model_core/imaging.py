@@ -24,7 +24,9 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -57,9 +59,12 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
             _check_png_rows(data)
         elif image.format == "TIFF":
             _check_tiff_strips(image, len(data))
+        jpeg = _jpeg_layout(data) if image.format in _JPEG_FORMATS else None
+        if jpeg is not None:
+            _check_jpeg_scans(jpeg)
         image.load()
-        if image.format in _JPEG_FORMATS:
-            _check_jpeg_complete(data, image)
+        if jpeg is not None:
+            _check_jpeg_probe(data, jpeg, image)
         return _to_gray(image)
 
 
@@ -219,27 +224,79 @@ def _check_tiff_strips(image: ImageFile.ImageFile, size: int) -> None:
 
 
 # JPEG: libjpeg decodes what a scan lacks as flat gray when a marker (an early EOI) ends it, and
-# Pillow keeps its warnings to itself. A scan that is complete never reads past its last block, so
-# the image is decoded again with junk (no 0xFF) spliced in before each marker that ends scan data:
-# identical pixels mean no scan needed more than it had. Progressive files must also bring every
-# coefficient of every component to full precision.
+# Pillow keeps its warnings to itself. Before decoding, each Huffman-coded scan must hold at least
+# the bits its blocks need (two per block sequential, one per block in a DC scan), which refuses a
+# header claiming 8000 x 8000 over 64 x 64 of data without decoding it, and a progressive file must
+# bring every coefficient of every component to full precision. After decoding, the image is
+# decoded again with junk (no 0xFF) spliced in before each marker that ends scan data: a complete
+# scan never reads past its last block, so identical pixels mean no scan needed more than it had.
 _JPEG_FORMATS = ("JPEG", "MPO")
 _JPEG_PROBE = bytes(b % 255 for b in hashlib.shake_256(b"battery-ct jpeg probe").digest(256))
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_HUFFMAN_SOF = frozenset({0xC0, 0xC1, 0xC2})
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def _check_jpeg_complete(data: bytes, image: Image.Image) -> None:
-    sof, components, scans, scan_ends = _jpeg_layout(data)
-    if sof in _PROGRESSIVE_SOF:
-        _check_progressive_coverage(components, scans)
-    elif sof is not None and sof != 0xC3:
-        missing = [c for c in components if not any(c in ids for ids, *_ in scans)]
-        if missing:
-            raise _truncated(f"the JPEG has no scan for component(s) {missing}")
+class _Scan(NamedTuple):
+    components: tuple[int, ...]
+    first: int  # Ss: the first coefficient
+    last: int  # Se
+    high: int  # Ah: the bit position refined (0: a first scan)
+    low: int  # Al: the bit position reached
+    data_bytes: int  # its entropy-coded data, stuffing and restart markers included
+
+
+@dataclass
+class _JpegLayout:
+    sof: int | None = None
+    width: int = 0
+    height: int = 0
+    sampling: dict[int, tuple[int, int]] = field(default_factory=dict)  # component id -> (H, V)
+    scans: list[_Scan] = field(default_factory=list)
+    scan_ends: list[int] = field(default_factory=list)  # where scan data stops: before a marker or at the end
+
+
+def _check_jpeg_scans(layout: _JpegLayout) -> None:
+    if layout.sof in _PROGRESSIVE_SOF:
+        for component in layout.sampling:
+            scans = [scan for scan in layout.scans if component in scan.components and scan.low == 0]
+            final = {k for scan in scans for k in range(scan.first, scan.last + 1)}
+            if missing := sorted(set(range(64)) - final):
+                raise _truncated(
+                    f"the progressive JPEG stops before its last scans: coefficients {missing[0]}..{missing[-1]} "
+                    f"of component {component} never arrive at full precision"
+                )
+    elif layout.sof is not None and layout.sof != 0xC3:  # lossless JPEG scans have no coefficients
+        missing_ids = [c for c in layout.sampling if not any(c in scan.components for scan in layout.scans)]
+        if missing_ids:
+            raise _truncated(f"the JPEG has no scan for component(s) {missing_ids}")
+    if layout.sof in _HUFFMAN_SOF:
+        for index, scan in enumerate(layout.scans):
+            bits_per_block = 2 if layout.sof != 0xC2 else (1 if scan.first == 0 else 0)
+            needed = _blocks(layout, scan) * bits_per_block
+            if scan.data_bytes * 8 < needed:
+                raise _truncated(
+                    f"the JPEG declares {layout.width} x {layout.height} pixels but scan {index} holds "
+                    f"{scan.data_bytes} bytes, fewer than the {-(-needed // 8)} its blocks need at the least"
+                )
+
+
+def _blocks(layout: _JpegLayout, scan: _Scan) -> int:
+    h_max = max((h for h, _ in layout.sampling.values()), default=1)
+    v_max = max((v for _, v in layout.sampling.values()), default=1)
+    sampling = [layout.sampling.get(c, (1, 1)) for c in scan.components]
+    if len(sampling) == 1:
+        (h, v) = sampling[0]
+        columns, rows = -(-layout.width * h // h_max), -(-layout.height * v // v_max)
+        return -(-columns // 8) * -(-rows // 8)
+    mcus = -(-layout.width // (8 * h_max)) * -(-layout.height // (8 * v_max))
+    return mcus * sum(h * v for h, v in sampling)
+
+
+def _check_jpeg_probe(data: bytes, layout: _JpegLayout, image: Image.Image) -> None:
     pieces, start = [], 0
-    for end in scan_ends:
+    for end in layout.scan_ends:
         pieces += [data[start:end], _JPEG_PROBE]
         start = end
     probed = b"".join([*pieces, data[start:]])
@@ -252,17 +309,8 @@ def _check_jpeg_complete(data: bytes, image: Image.Image) -> None:
             )
 
 
-_Scan = tuple[list[int], int, int, int]  # component ids, first and last coefficient, final bit position
-
-
-def _jpeg_layout(data: bytes) -> tuple[int | None, list[int], list[_Scan], list[int]]:
-    """(SOF marker, component ids, scans as (component ids, Ss, Se, Al), where each stretch of scan
-    data ends: before a marker or at the end of the data)."""
-    sof: int | None = None
-    components: list[int] = []
-    scans: list[_Scan] = []
-    scan_ends: list[int] = []
-    at = 2
+def _jpeg_layout(data: bytes) -> _JpegLayout:
+    layout, at = _JpegLayout(), 2
     while at + 1 < len(data):
         if data[at] != 0xFF:  # junk between segments: libjpeg skips to the next marker too
             at = data.find(b"\xff", at)
@@ -270,28 +318,28 @@ def _jpeg_layout(data: bytes) -> tuple[int | None, list[int], list[_Scan], list[
                 break
             continue
         marker = data[at + 1]
-        if marker == 0xFF:
-            at += 1
-            continue
         if marker == 0xD9:
             break
-        if marker in _STANDALONE or marker == 0xD8:
-            at += 2
+        if marker in _STANDALONE or marker in (0xD8, 0xFF):
+            at += 1 if marker == 0xFF else 2
             continue
         (length,) = struct.unpack_from(">H", data, at + 2) if at + 4 <= len(data) else (0,)
         body = data[at + 4 : at + 2 + length]
-        if marker in _SOF_MARKERS and len(body) >= 6:
-            sof = marker
-            components = [body[6 + 3 * i] for i in range(body[5]) if 6 + 3 * i < len(body)]
         at += 2 + max(length, 2)
-        if marker == 0xDA and body:
+        if marker in _SOF_MARKERS and len(body) >= 6:
+            layout.sof = marker
+            layout.height, layout.width = struct.unpack_from(">HH", body, 1)
+            for i in range(body[5]):
+                if 8 + 3 * i < len(body):
+                    layout.sampling[body[6 + 3 * i]] = (max(body[7 + 3 * i] >> 4, 1), max(body[7 + 3 * i] & 0x0F, 1))
+        elif marker == 0xDA and body:
             count = body[0]
-            ids = [body[1 + 2 * i] for i in range(count) if 1 + 2 * i < len(body)]
-            tail = body[1 + 2 * count : 4 + 2 * count]
-            if len(tail) == 3:
-                scans.append((ids, tail[0], tail[1], tail[2] & 0x0F))
-            at = _end_of_scan_data(data, at, scan_ends)
-    return sof, components, scans, scan_ends
+            ids = tuple(body[1 + 2 * i] for i in range(count) if 1 + 2 * i < len(body))
+            scan_end = _end_of_scan_data(data, at, layout.scan_ends)
+            if len(tail := body[1 + 2 * count : 4 + 2 * count]) == 3:
+                layout.scans.append(_Scan(ids, tail[0], tail[1], tail[2] >> 4, tail[2] & 0x0F, scan_end - at))
+            at = scan_end
+    return layout
 
 
 def _end_of_scan_data(data: bytes, at: int, scan_ends: list[int]) -> int:
@@ -303,25 +351,14 @@ def _end_of_scan_data(data: bytes, at: int, scan_ends: list[int]) -> int:
             scan_ends.append(len(data))
             return len(data)
         follower = data[at + 1]
-        if follower == 0x00 or follower == 0xFF:
-            at += 1 if follower == 0xFF else 2
+        if follower in (0x00, 0xFF):
+            at += 2 if follower == 0x00 else 1
             continue
         scan_ends.append(at)
         if 0xD0 <= follower <= 0xD7:
             at += 2
             continue
         return at
-
-
-def _check_progressive_coverage(components: list[int], scans: list[_Scan]) -> None:
-    for component in components:
-        final = {k for ids, first, last, low in scans if component in ids and low == 0 for k in range(first, last + 1)}
-        missing = sorted(set(range(64)) - final)
-        if missing:
-            raise _truncated(
-                f"the progressive JPEG stops before its last scans: coefficients {missing[0]}..{missing[-1]} of "
-                f"component {component} never arrive at full precision"
-            )
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

@@ -122,6 +122,16 @@ def test_jpeg_whose_header_claims_far_more_than_its_data() -> None:
     message = refused_as_truncated(with_jpeg_size(jpeg, 8000, 8000), max_pixels=8000 * 8000)
     assert "8000 x 8000" in message
     refused_as_truncated(with_jpeg_size(jpeg, 64, 128))  # twice the rows: the second half never arrives
+    refused_as_truncated(with_jpeg_size(jpeg, 72, 64))  # one column of blocks more: caught by decoding it again
+
+
+def test_a_jpeg_header_far_larger_than_its_data_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decoding(self: object) -> None:
+        raise AssertionError("decoded 8000 x 8000 pixels to refuse them")
+
+    jpeg = with_jpeg_size(encode(NOISE, "JPEG", quality=90, progressive=False), 8000, 8000)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert "fewer than the" in refused_as_truncated(jpeg, max_pixels=8000 * 8000)
 
 
 def test_progressive_jpeg_that_stops_after_its_first_scans() -> None:
