@@ -73,3 +73,27 @@ def test_only_the_retrain_user_may_write_model_updates_and_only_producers_write_
         ("retrain", f"battery-ct-{settings.retrain_group}-"),
     }
     assert "facade | topic | ct.model-updates | DESCRIBE, READ" in acl_table(acls)
+
+
+def test_the_acl_table_of_deploy_md_is_the_policy() -> None:
+    """docs/DEPLOY.md's Kafka table (WRITE, READ, group, transactional ids) says what service_acls creates."""
+    settings = Settings()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "DEPLOY.md").read_text()
+    table = text.split("| user | used by | produces to (WRITE)", 1)[1].split("\n\n", 1)[0]
+    documented = set()
+    for row in table.splitlines()[2:]:
+        user, _, writes, reads, group, prefix = (cell.strip() for cell in row.strip("|").split("|"))
+        user = user.strip("`")
+        for resource, operation, names in (
+            (Resource.TOPIC, Operation.WRITE, writes),
+            (Resource.TOPIC, Operation.READ, reads),
+            (Resource.GROUP, Operation.READ, group),
+            (Resource.TRANSACTIONAL_ID, Operation.WRITE, prefix),
+        ):
+            documented |= {(user, resource, name.strip(), operation) for name in names.split(",") if name.strip()}
+    created = {(a.user, a.resource, a.name, a.operation) for a in service_acls(settings)}
+    assert documented == {acl for acl in created if acl[3] != Operation.DESCRIBE}
+    described = {(a.user, a.name) for a in service_acls(settings) if a.operation == Operation.DESCRIBE}
+    every_topic = {settings.topic_scans, settings.topic_verdicts, settings.topic_accepted}
+    every_topic |= {settings.topic_model_updates, settings.topic_dead_letter}
+    assert described == {(user, topic) for user in SERVICE_USERS for topic in every_topic}
