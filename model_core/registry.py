@@ -4,15 +4,28 @@ version, a `current` pointer, promotion and rollback, and a single-writer lease.
 Layout on the store (the same for a local directory and an S3 bucket):
 
     versions/<version>/<file>           the checkpoint's files, written once
+    versions/<version>/manifest.json    every file's SHA-256, metadata.json included, and the name
+    versions/<version>/manifest.sig     the publisher's Ed25519 signature over the manifest
     versions/<version>/metadata.json    written LAST: a version without it is invisible
     status/<version>.json               candidate | promoted | rejected | rolled_back (mutable)
     current.json                        the serving version, written last of all
     lease.json                          the writer lease: owner, token, expiry
 
-Versions are ``v<sequence>-<first 8 hex of the content hash>`` (see `model_core.checkpoint`), the
+Versions are ``v<sequence>-<first 16 hex of the manifest digest>`` (`model_core.manifest`), the
 only version a published checkpoint has; the draft name it was saved under (`draft_name`) stays
-as `metadata.label`. Publishing the same content twice returns the existing version: a retry
-after a crash is safe.
+in the stored `metadata.json` and is returned as `metadata.label`. Publishing the same content
+(the same manifest digest) twice returns the existing version: a retry after a crash is safe.
+Every method that takes a version refuses a name that is not one (`InvalidVersion`, code
+``invalid_version``) before it builds a key or a path from it.
+
+Integrity. `fetch` (and `rollback`, which fetches) downloads a version and refuses it with
+`CheckpointIntegrityError` unless its manifest names it, its name matches the manifest's digest,
+its files are exactly those of the manifest, and, when the registry is given a verification key,
+the manifest carries a valid signature by that key. `metadata`, `promote` and `list_versions`
+check everything but the model files' bytes. `publish` signs the manifest when the registry is
+given a signing key. Versions published before manifests (no `manifest.json`) are still read
+and fetched when no verification key is configured (their files checked against their metadata,
+their name against its content hash, as before) and are refused as ``unsigned`` when one is.
 
 Single writer. Every mutating call takes the writer lease (or renews it when this registry
 holds it via `writer()`), so a second writer gets `RegistryConflict` instead of interleaving
@@ -20,17 +33,18 @@ pointer updates. A crashed writer's lease expires after `lease_ttl_s`. Plain S3 
 compare-and-swap, so the lease is written and read back. The residual race: two writers that
 both read "no lease", then each write and read back its own lease before the other's write
 lands, both go ahead. Each re-checks the lease just before writing the pointer, which narrows
-that window to milliseconds but cannot close it on a store without conditional writes. Readers are never affected:
-they only see complete versions and a pointer to one.
+that window to milliseconds but cannot close it on a store without conditional writes. Readers
+are never affected: they only see complete versions and a pointer to one.
 
-No S3 code here: `storage.registry_store.S3BlobStore` implements `BlobStore` on S3.
+No S3 code here: `storage.registry_store.S3BlobStore` implements `BlobStore` (`model_core.blob_store`,
+re-exported here with `LocalBlobStore`) on S3. `model_core.published` reads and checks one
+version's metadata, manifest and signature.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
-import re
 import shutil
 import tempfile
 import threading
@@ -38,87 +52,29 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_core.checkpoint import METADATA_FILE, CheckpointMetadata, parse_metadata, save_metadata, verify_checkpoint
-from model_core.errors import BlobNotFound, CheckpointIntegrityError, RegistryConflict, RegistryError
+from model_core.blob_store import BlobStore as BlobStore
+from model_core.blob_store import LocalBlobStore as LocalBlobStore
+from model_core.blob_store import check_key as check_key
+from model_core.checkpoint import METADATA_FILE, CheckpointMetadata, checkpoint_files, parse_metadata, verify_checkpoint
+from model_core.errors import BlobNotFound, CheckpointIntegrityError, InvalidKeyError, RegistryConflict, RegistryError
+from model_core.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, check_version, safe_relative, version_hash
+from model_core.manifest import VERSION_PATTERN as VERSION_PATTERN
+from model_core.manifest import registry_version as registry_version
+from model_core.manifest import version_sequence as version_sequence
+from model_core.published import published_metadata, read_published
+from model_core.signing import SigningKey, VerifyKeys, trusted_keys
 
 log = logging.getLogger(__name__)
 
 VersionStatus = Literal["candidate", "promoted", "rejected", "rolled_back"]
-VERSION_PATTERN = re.compile(r"^v(\d{4,})-([0-9a-f]{8})$")
 CURRENT_KEY = "current.json"
 LEASE_KEY = "lease.json"
 DEFAULT_LEASE_TTL_S = 60.0
-
-
-class BlobStore(Protocol):
-    """Bytes under string keys ("a/b/c"). `get` raises `BlobNotFound` for a missing key."""
-
-    def get(self, key: str) -> bytes: ...
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def list(self, prefix: str) -> list[str]: ...
-
-    def delete(self, key: str) -> None: ...
-
-
-def check_key(key: str) -> str:
-    """Refuse keys that could leave the store's root when mapped onto a file system."""
-    parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or "\\" in key or any(p in ("..", ".", "") for p in key.split("/")) or not parts:
-        raise RegistryError(f"invalid registry key {key!r}")
-    return key
-
-
-class LocalBlobStore:
-    """A `BlobStore` in a local directory. Writes are atomic (temporary file + `os.replace`)."""
-
-    TEMP_PREFIX = ".tmp-"
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
-
-    def get(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise BlobNotFound(f"no object {key!r} in {self.root}") from exc
-
-    def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=self.TEMP_PREFIX, dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def list(self, prefix: str) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(self.TEMP_PREFIX))
-
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
 
 
 class VersionState(BaseModel):
@@ -132,8 +88,8 @@ class VersionState(BaseModel):
 class CurrentPointer(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    version: str
-    previous: str | None = None
+    version: str = Field(pattern=VERSION_PATTERN.pattern)
+    previous: str | None = Field(None, pattern=VERSION_PATTERN.pattern)
     updated_at: datetime
     owner: str
 
@@ -158,20 +114,18 @@ class VersionRecord(BaseModel):
     metadata: CheckpointMetadata
 
 
-def registry_version(sequence: int, content_hash: str) -> str:
-    return f"v{sequence:04d}-{content_hash[:8]}"
-
-
-def version_sequence(version: str) -> int:
-    match = VERSION_PATTERN.fullmatch(version)
-    if match is None:
-        raise RegistryError(f"not a registry version: {version!r} (expected e.g. v0007-3fa2c91b)")
-    return int(match.group(1))
-
-
 class Registry:
     """Versions, statuses and the current pointer on a `BlobStore`. Blocking: call it from a
-    worker thread in async code."""
+    worker thread in async code.
+
+    `signer`: the signing key (`model_core.signing.load_signing_key`) of a publishing process
+    (the retrain consumer, an operator's import); `publish` signs every manifest with it.
+    `verify_key`: the verification key, or several (`load_verify_keys`), of every process that
+    reads or serves versions; then `fetch`, `rollback`, `promote`, `metadata` and `list_versions`
+    accept only versions signed by one of them. Without it, signatures are not checked (for
+    development; manifests and names still are). A registry given both refuses a signing key
+    whose public half is not among the verification keys, and one given only a verification key
+    refuses to publish (every loader would refuse what it published)."""
 
     def __init__(
         self,
@@ -180,7 +134,16 @@ class Registry:
         owner: str | None = None,
         lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signer: SigningKey | None = None,
+        verify_key: VerifyKeys = None,
     ) -> None:
+        self._signer = signer
+        self._trusted = trusted_keys(verify_key)
+        if signer is not None and self._trusted and signer.key_id not in {k.key_id for k in self._trusted}:
+            raise InvalidKeyError(
+                f"the signing key {signer.key_id} does not belong to the verification key(s) "
+                f"{', '.join(k.key_id for k in self._trusted)}: every version it signs would be refused"
+            )
         self.store = store
         self.owner = owner or f"registry-{uuid.uuid4().hex[:12]}"
         self._ttl = timedelta(seconds=lease_ttl_s)
@@ -196,15 +159,16 @@ class Registry:
         return sorted((n for n in names if VERSION_PATTERN.fullmatch(n)), key=version_sequence)
 
     def metadata(self, version: str) -> CheckpointMetadata:
-        key = f"versions/{self._known(version)}/{METADATA_FILE}"
-        try:
-            return parse_metadata(self.store.get(key), source=key)
-        except BlobNotFound as exc:
-            raise RegistryError(f"unknown version {version!r}") from exc
+        """The metadata of `version` (under that version, its draft name as `label`), after the
+        checks that need no model file: the manifest names `version`, matches its name and, with
+        a verification key, is signed; `metadata.json` is the file the manifest lists. Raises
+        `InvalidVersion`, `RegistryError` (unknown version) or `CheckpointIntegrityError`."""
+        return published_metadata(read_published(self.store, version, self._trusted))
 
     def status(self, version: str) -> VersionState:
+        key = f"status/{check_version(version)}.json"
         try:
-            return VersionState.model_validate_json(self.store.get(f"status/{self._known(version)}.json"))
+            return VersionState.model_validate_json(self.store.get(key))
         except BlobNotFound:
             return VersionState(status="candidate")
         except ValidationError as exc:
@@ -221,7 +185,7 @@ class Registry:
             try:
                 metadata = self.metadata(version)
             except CheckpointIntegrityError as exc:
-                log.warning("skipping version %s with unreadable metadata: %s", version, exc)
+                log.warning("skipping version %s, refused (%s): %s", version, exc.reason, exc)
                 continue
             state = self.status(version)
             records.append(
@@ -236,24 +200,38 @@ class Registry:
         return records
 
     def fetch(self, version: str, dest: Path) -> Path:
-        """Download `version` into the directory `dest` (absent or empty) and verify every file's
-        hash. Raises `CheckpointIntegrityError` and leaves nothing at `dest` if it does not match."""
-        metadata = self.metadata(version)
+        """Download `version` into the directory `dest` (absent or empty), manifest and signature
+        included, and verify it (`verify_checkpoint` with this registry's verification key).
+        Raises `CheckpointIntegrityError` and leaves nothing at `dest` if it does not match; the
+        signature and name are checked before any model file is downloaded."""
+        published = read_published(self.store, version, self._trusted)
         dest = Path(dest)
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise RegistryError(f"cannot fetch {version} into {dest}: it exists and is not an empty directory")
+        if published.manifest is not None:
+            names = [name for name in published.manifest.files if name != METADATA_FILE]
+        else:
+            names = list(parse_metadata(published.metadata, source=f"version {version}").files)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".fetch-{version}-", dir=dest.parent))
         try:
-            for name in metadata.files:
-                target = staging / _safe_relative(name)
+            for name in names:
+                target = staging / safe_relative(name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     target.write_bytes(self.store.get(f"versions/{version}/{name}"))
                 except BlobNotFound as exc:
                     raise CheckpointIntegrityError(f"version {version} is missing {name} in the registry") from exc
-            save_metadata(staging, metadata)
-            verify_checkpoint(staging)
+            (staging / METADATA_FILE).write_bytes(published.metadata)
+            if published.manifest_bytes is not None:
+                (staging / MANIFEST_FILE).write_bytes(published.manifest_bytes)
+            if published.signature is not None:
+                (staging / SIGNATURE_FILE).write_bytes(published.signature)
+            verified = verify_checkpoint(staging, self._trusted)
+            if verified.version != version:
+                raise CheckpointIntegrityError(
+                    f"version {version} holds a checkpoint named {verified.version!r}", reason="name_mismatch"
+                )
             if dest.exists():
                 dest.rmdir()
             staging.rename(dest)
@@ -265,34 +243,54 @@ class Registry:
     # -- writing ------------------------------------------------------------------------------
 
     def publish(self, checkpoint_dir: Path, status: VersionStatus = "candidate", *, reason: str | None = None) -> str:
-        """Upload a verified checkpoint as a new immutable version and return its id. The same
-        content published again returns the version it already has (promoted if asked to)."""
-        metadata = verify_checkpoint(Path(checkpoint_dir))
+        """Upload a verified checkpoint as a new immutable version and return its name. The
+        manifest (every file, `metadata.json` included, which is uploaded as it is) is built from
+        the bytes uploaded, named ``v<sequence>-<digest>`` and signed with this registry's signing
+        key. The same content (manifest digest) published again returns the version it already
+        has (promoted if asked to). Raises `RegistryError` when the registry verifies signatures
+        but has no signing key."""
+        if self._trusted and self._signer is None:
+            raise RegistryError(
+                "this registry verifies signatures but holds no signing key: what it published would be refused"
+            )
+        root = Path(checkpoint_dir)
+        metadata = verify_checkpoint(root)  # the checkpoint as trained (a draft is unsigned)
+        blobs = {name: path.read_bytes() for name, path in checkpoint_files(root).items()}
+        blobs[METADATA_FILE] = (root / METADATA_FILE).read_bytes()
+        files = {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}
+        if {n: d for n, d in files.items() if n != METADATA_FILE} != metadata.files:
+            raise CheckpointIntegrityError(f"checkpoint {root} changed while it was being published")
+        digest = Manifest(version="unnamed", files=files).digest
         with self._writing():
-            digest = metadata.content_hash
-            same = [v for v in self.versions() if v.endswith(digest[:8]) and self.metadata(v).content_hash == digest]
-            if same:
-                log.info("checkpoint %s is already published as %s", checkpoint_dir, same[0])
-                if status == "promoted" and self.current_version() != same[0]:
-                    self._set_current(same[0])
-                return same[0]
-            version = registry_version(self._next_sequence(), metadata.content_hash)
-            if self.store.exists(f"versions/{version}/{METADATA_FILE}"):
+            same = self._published_with(digest)
+            if same is not None:
+                log.info("checkpoint %s is already published as %s", checkpoint_dir, same)
+                if status == "promoted" and self.current_version() != same:
+                    self._set_current(same)
+                return same
+            version = registry_version(self._next_sequence(), digest)
+            prefix = f"versions/{version}/"
+            if self.store.exists(prefix + METADATA_FILE):
                 raise RegistryError(f"version {version} already exists; versions are never overwritten")
-            for name in metadata.files:
-                self.store.put(f"versions/{version}/{name}", (Path(checkpoint_dir) / name).read_bytes())
-            label = metadata.label or (metadata.version if metadata.version != version else None)
-            published = metadata.model_copy(update={"version": version, "label": label})
+            manifest = Manifest(version=version, files=files).to_bytes()
+            for name, data in blobs.items():
+                if name != METADATA_FILE:
+                    self.store.put(prefix + name, data)
+            self.store.put(prefix + MANIFEST_FILE, manifest)
+            if self._signer is not None:
+                self.store.put(prefix + SIGNATURE_FILE, self._signer.sign(manifest))
             initial = "candidate" if status == "promoted" else status
             self._put_state(version, VersionState(status=initial, reason=reason, updated_at=self._clock()))
-            self.store.put(f"versions/{version}/{METADATA_FILE}", published.to_json())  # now it exists
+            self.store.put(prefix + METADATA_FILE, blobs[METADATA_FILE])  # now it exists
             if status == "promoted":
                 self._set_current(version)
-        log.info("published %s (saved as %s)", version, metadata.version)
+        signed = f"signed by {self._signer.key_id}" if self._signer is not None else "unsigned"
+        log.info("published %s (saved as %s, %s)", version, metadata.version, signed)
         return version
 
     def promote(self, version: str, *, reason: str | None = None) -> None:
-        """Make `version` the serving one. Consumers verify its files when they fetch it."""
+        """Make `version` the serving one (after `metadata`'s checks). Consumers verify its files
+        when they fetch it."""
         self.metadata(version)
         with self._writing():
             self._set_current(version, reason=reason)
@@ -300,6 +298,7 @@ class Registry:
     def rollback(self, version: str, *, reason: str | None = None) -> str | None:
         """Serve `version` again, an existing version whose files still verify; the version that
         was current is marked `rolled_back`. Returns that previous version."""
+        check_version(version)
         with tempfile.TemporaryDirectory(prefix="battery-ct-verify-") as scratch:
             self.fetch(version, Path(scratch) / "checkpoint")  # refuses a damaged version
         with self._writing():
@@ -312,7 +311,9 @@ class Registry:
         return previous
 
     def mark_rejected(self, version: str, reason: str | None = None) -> None:
-        self.metadata(version)
+        """Mark `version` rejected; a version refused by the integrity checks may be rejected too."""
+        if not self.store.exists(f"versions/{check_version(version)}/{METADATA_FILE}"):
+            raise RegistryError(f"unknown version {version!r}")
         with self._writing():
             if self.current_version() == version:
                 raise RegistryError(f"{version} is the current version; roll back before rejecting it")
@@ -389,9 +390,21 @@ class Registry:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _known(self, version: str) -> str:
-        version_sequence(version)  # also refuses anything that is not a plain version id
-        return version
+    def _published_with(self, digest: str) -> str | None:
+        """A complete version whose manifest has `digest` and passes this registry's checks."""
+        for version in self.versions():
+            if not digest.startswith(version_hash(version)):
+                continue
+            try:
+                published = read_published(self.store, version, self._trusted)
+                published_metadata(published)
+            except CheckpointIntegrityError as exc:
+                log.warning("not reusing version %s, refused (%s): %s", version, exc.reason, exc)
+                continue
+            signed_enough = self._signer is None or published.signature is not None
+            if published.manifest is not None and published.manifest.digest == digest and signed_enough:
+                return version
+        return None
 
     def _pointer(self) -> CurrentPointer | None:
         try:
@@ -417,11 +430,3 @@ class Registry:
             self._check_lease(self._token)
         pointer = CurrentPointer(version=version, previous=previous, updated_at=self._clock(), owner=self.owner)
         self.store.put(CURRENT_KEY, pointer.model_dump_json().encode())  # the pointer last
-
-
-def _safe_relative(name: str) -> Path:
-    """A file name from metadata as a path that stays inside the checkpoint directory."""
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("..", "") for part in name.split("/")) or "\\" in name:
-        raise CheckpointIntegrityError(f"refusing a checkpoint file name outside its directory: {name!r}")
-    return Path(*path.parts)

@@ -7,8 +7,8 @@ Keys are used as object names unchanged, so the bucket shows the registry's layo
 
 from __future__ import annotations
 
+from model_core.blob_store import check_key
 from model_core.errors import BlobNotFound
-from model_core.registry import check_key
 from storage.errors import ObjectMissing
 from storage.object_store import ObjectStore
 

