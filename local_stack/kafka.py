@@ -25,7 +25,6 @@ from local_stack.kafka_security import KafkaSecurity
 from local_stack.probes import kafka_answers, run_async
 from local_stack.processes import spawn, start_ticks, stop, tail
 from local_stack.state import ServiceRecord
-from schemas.settings import Settings
 
 TEMPLATE = BROKER_FILES / "server.properties.template"
 LOG4J = BROKER_FILES / "log4j.properties"
@@ -150,8 +149,8 @@ def start_kafka(
     )
     progress(f"kafka: started (pid {process.pid}), waiting for {bootstrap} to answer ...")
     deadline = time.monotonic() + timeout_s
-    connection = security.connection(bootstrap) if security is not None else {}
-    while not kafka_answers(bootstrap, timeout_s=2.0, **connection):
+    sasl = security.admin_sasl() if security is not None else {}
+    while not kafka_answers(bootstrap, timeout_s=2.0, **sasl):
         if process.poll() is not None:
             raise InfraError(
                 f"the Kafka broker exited with status {process.returncode} during start; "
@@ -163,9 +162,8 @@ def start_kafka(
             raise InfraError(f"the Kafka broker did not answer within {timeout_s:.0f} s; see {logs / 'server.log'}")
         time.sleep(0.25)
     if security is not None and acls:
-        admin = security.settings_of(Settings(kafka_bootstrap=bootstrap), "admin")
         try:
-            created = run_async(create_acls(admin, acls))
+            created = run_async(create_acls({"bootstrap_servers": bootstrap, **sasl}, acls))
         except BaseException:
             stop(process.pid, record.start_ticks)
             process.poll()

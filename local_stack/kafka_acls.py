@@ -1,18 +1,19 @@
 """Kafka ACLs: battery-ct's least-privilege policy (one user per service) and its creation through the admin API.
 
 `service_acls(settings)` says what each service's user may do on the topics, groups and
-transactional ids that `settings` names; `create_acls(admin_settings, acls)` creates them with a
-CreateAcls request (aiokafka 0.14's admin client has no create_acls). Only allows: the broker's
+transactional ids that `settings` names; `create_acls(connection, acls)` creates them, connected as
+a super user (`runtime.kafka.connection_config(admin_settings)`, or the local broker's admin), with
+CreateAcls requests (aiokafka 0.14's admin client has no create_acls). Only allows: the broker's
 StandardAuthorizer denies whatever no ACL allows. READ and WRITE imply DESCRIBE.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal
+from typing import Any, Literal
 
 from local_stack.errors import InfraError
 from schemas.settings import Settings
@@ -115,16 +116,19 @@ def service_acls(settings: Settings) -> list[Acl]:
     return acls
 
 
-async def create_acls(admin: Settings, acls: Iterable[Acl], *, timeout_s: float = 60.0) -> int:
-    """Create `acls` (idempotent: an existing ACL is left as it is) as the user `admin` names; returns how many."""
+async def create_acls(connection: Mapping[str, Any], acls: Iterable[Acl], *, timeout_s: float = 60.0) -> int:
+    """Create `acls` (idempotent: an existing ACL is left as it is); returns how many.
+
+    `connection`: aiokafka's connection arguments (bootstrap_servers, security_protocol, sasl_*) of a
+    user allowed to alter the cluster's ACLs.
+    """
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaError
     from aiokafka.protocol.admin import CreateAclsRequest
 
-    from runtime.kafka import connection_config
-
     wanted = list(dict.fromkeys(acls))
-    client = AIOKafkaClient(**connection_config(admin), client_id="battery-ct-acls")
+    where = connection.get("bootstrap_servers")
+    client = AIOKafkaClient(**connection, client_id="battery-ct-acls")
     try:
         async with asyncio.timeout(timeout_s):
             await client.bootstrap()
@@ -136,7 +140,7 @@ async def create_acls(admin: Settings, acls: Iterable[Acl], *, timeout_s: float 
                 response = await client.send(node, request)
                 _raise_for(acl, response.creation_responses)
     except (KafkaError, OSError, TimeoutError) as exc:
-        raise InfraError(f"creating the Kafka ACLs at {admin.kafka_bootstrap} failed: {exc!r}") from exc
+        raise InfraError(f"creating the Kafka ACLs at {where} failed: {exc!r}") from exc
     finally:
         await client.close()
     return len(wanted)

@@ -90,10 +90,9 @@ class KafkaSecurity:
         password = self.admin_password if user == ADMIN else self.users[user]
         return client_settings(settings, user, password)
 
-    def connection(self, bootstrap: str) -> dict[str, str]:
-        """aiokafka connection arguments of the admin user (the start-up probe, ACL creation)."""
+    def admin_sasl(self) -> dict[str, str]:
+        """aiokafka's authentication arguments for the admin user (the start-up probe, ACL creation)."""
         return {
-            "bootstrap_servers": bootstrap,
             "security_protocol": "SASL_PLAINTEXT",
             "sasl_mechanism": MECHANISM,
             "sasl_plain_username": ADMIN,

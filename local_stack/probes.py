@@ -36,7 +36,6 @@ async def _kafka_brokers(bootstrap: str, timeout_s: float, security: dict[str, s
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
-    security = {k: v for k, v in security.items() if k != "bootstrap_servers"}
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **security)
     try:
         async with asyncio.timeout(timeout_s):

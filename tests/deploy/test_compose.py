@@ -205,7 +205,7 @@ def test_each_service_has_its_own_kafka_user_and_s3_account(resolved: dict[str, 
     # Only the setup job is the Kafka admin; it creates the ACLs of every user.
     topics_init = services["topics-init"]
     assert topics_init["environment"]["BATTERY_CT_KAFKA_USERNAME"] == "admin"
-    assert "create_acls(settings, service_acls(settings))" in " ".join(topics_init["command"])
+    assert "create_acls(connection_config(settings), service_acls(settings))" in " ".join(topics_init["command"])
     admins = [n for n, s in services.items() if s.get("environment", {}).get("BATTERY_CT_KAFKA_USERNAME") == "admin"]
     assert admins == ["topics-init"]
 
@@ -365,7 +365,7 @@ async def _check_rights(base: Settings, ports: tuple[int, int], passwords: dict[
 
     from local_stack.kafka_acls import create_acls, service_acls
     from local_stack.kafka_security import client_settings
-    from runtime.kafka import make_producer
+    from runtime.kafka import connection_config, make_producer
     from runtime.topics import ensure_topics, standard_topics
 
     for port in ports:
@@ -373,7 +373,7 @@ async def _check_rights(base: Settings, ports: tuple[int, int], passwords: dict[
         if setup and port == ports[0]:  # what topics-init runs, on the internal listener
             admin = client_settings(settings, "admin", passwords["admin"])
             await ensure_topics(admin, standard_topics(settings))
-            await create_acls(admin, service_acls(settings))
+            await create_acls(connection_config(admin), service_acls(settings))
         retrain = make_producer(client_settings(settings, "retrain", passwords["retrain"]))
         await retrain.start()
         try:
