@@ -162,11 +162,15 @@ class BatchDelivery:
                 if self._stop.is_set():
                     return False  # left uncommitted: the next start reads these messages again
                 await asyncio.sleep(delay)
-                await retry_transient(self._outbox.reopen, what="reconnecting the producer", backoff=self._backoff)
+                await retry_transient(self._reopen, what="reconnecting the producer", backoff=self._backoff)
                 return False
             log.warning("delivery failed (%s: %s): retrying", type(failed).__name__, failed)
             await asyncio.sleep(delay)
-            await retry_transient(self._outbox.reopen, what="reconnecting the producer", stop=self._stop)
+            await retry_transient(self._reopen, what="reconnecting the producer", stop=self._stop)
+
+    async def _reopen(self) -> None:
+        # A producer that starts against a broker still coming back can wait for good: bounded, retried.
+        await asyncio.wait_for(self._outbox.reopen(), timeout=self._timeout_s)
 
     def _dead_letter(self, poison: Poison) -> Outgoing:
         letter = dead_letter(poison.source, poison.error, consumer=self._consumer_name)

@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.settings import Settings
 
@@ -26,10 +27,28 @@ def transactional_id(settings: Settings, group_id: str) -> str:
     return f"{settings.transactional_id_prefix}-{group_id}-{instance_id(settings)}"
 
 
+def connection_config(settings: Settings) -> dict[str, Any]:
+    """Where the broker is and who this service is to it (every client: consumers, producers, admin)."""
+    config: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap}
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        config |= {
+            "security_protocol": settings.kafka_security_protocol,
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_username,
+            "sasl_plain_password": settings.kafka_password.get_secret_value() if settings.kafka_password else "",
+        }
+    return config
+
+
+def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client (topic creation) with this service's connection and identity."""
+    return AIOKafkaAdminClient(**connection_config(settings), client_id=f"{CLIENT_ID}-admin")
+
+
 def consumer_config(settings: Settings, *, group_id: str | None, **overrides: Any) -> dict[str, Any]:
     """The configuration of every battery-ct consumer (a pure function: what the tests check)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **connection_config(settings),
         "client_id": f"{CLIENT_ID}-{instance_id(settings)}",
         "group_id": group_id,
         "enable_auto_commit": False,
@@ -51,7 +70,7 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
 def producer_config(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> dict[str, Any]:
     """The configuration of every battery-ct producer: idempotent; transactional with `transactional_id`."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **connection_config(settings),
         "client_id": f"{CLIENT_ID}-{instance_id(settings)}",
         "enable_idempotence": True,
         "acks": "all",

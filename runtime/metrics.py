@@ -19,6 +19,9 @@ def service_registry() -> CollectorRegistry:
     return registry
 
 
+REFUSAL_REASONS = ("not_current", "invalid_version")
+
+
 class ModelMetrics:
     """The serving model's metrics, the same names in every process that serves one."""
 
@@ -31,6 +34,14 @@ class ModelMetrics:
         self.model_load_failures = Counter(
             "battery_ct_model_load_failures_total", "Checkpoints that could not be loaded", registry=registry
         )
+        self.model_updates_refused = Counter(
+            "battery_ct_model_updates_refused_total",
+            "Model updates not followed: the registry did not name that version current, or the name was invalid",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:
+            self.model_updates_refused.labels(reason=reason)
 
     def model_serving(self, version: str, threshold: float) -> None:
         self.model_info.clear()

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from runtime.logs import printable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -67,7 +69,15 @@ async def retry_transient(
                 on_retry(exc)
             delay = backoff.delay(attempt)
             level = logging.WARNING if attempt in (0, 5) or attempt % 50 == 0 else logging.DEBUG
-            log.log(level, "%s failed (%s: %s); retry %d in %.2f s", what, type(exc).__name__, exc, attempt + 1, delay)
+            log.log(
+                level,
+                "%s failed (%s: %s); retry %d in %.2f s",
+                printable(what),
+                type(exc).__name__,
+                printable(str(exc)),
+                attempt + 1,
+                delay,
+            )
             attempt += 1
         if stop is None:
             await asyncio.sleep(delay)

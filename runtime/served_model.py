@@ -1,9 +1,13 @@
 """The served model, one protocol for every process that serves one (the inference consumers and
 the facade): open the model-updates feed, then read the registry's current version (in that
 order, so no update falls between the two), fetch it, verify and load it off the event loop, and
-swap it in; then apply every promotion or rollback the feed announces. A checkpoint that fails its
-hash or load check is refused and counted, and the running model stays. The feed reconnects with
-backoff when Kafka is down.
+swap it in; then follow the feed. A checkpoint that fails its hash, signature or load check is
+refused and counted, and the running model stays. The feed reconnects with backoff when Kafka is
+down.
+
+The registry is the only authority on what serves: an update is a hint. A process swaps to the
+version an update names only when the registry says, at that moment, that it is current; a forged
+or stale update is refused, logged and counted, and the model stays.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +25,7 @@ from typing import Protocol
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
 from runtime.http import Health
+from runtime.logs import printable
 from runtime.metrics import ModelMetrics
 from runtime.model_updates import SERVING_STATUSES, UpdateFeed
 from runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
@@ -39,6 +45,15 @@ class ModelSource(Protocol):
     def fetch(self, version: str, dest: Path) -> Path: ...
 
 
+# Registry versions (`v<seq>-<hash>`), draft names, and the test's names: no path separators, no
+# leading dot, bounded; a version is checked against this before any path or key is built from it.
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def is_version_name(name: str) -> bool:
+    return bool(_VERSION_NAME.fullmatch(name)) and ".." not in name
+
+
 def fetch_and_load(source: ModelSource, version: str, work_dir: Path, loader: Loader = Detector.load) -> Detector:
     """Fetch `version` (verified by the registry) and load it; blocking, run it off the event loop.
 
@@ -46,6 +61,8 @@ def fetch_and_load(source: ModelSource, version: str, work_dir: Path, loader: Lo
     and a download must never be read while another process writes it. The loaded model lives in
     memory, so the download is removed once it is loaded.
     """
+    if not is_version_name(version):
+        raise ValueError(f"not a version name: {printable(version)}")
     work_dir.mkdir(parents=True, exist_ok=True)
     download = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=work_dir))
     try:
@@ -110,6 +127,10 @@ class ServedModel:
 
         `patient`: an unavailable object store is retried (until `stop`); otherwise its error is raised.
         """
+        if not is_version_name(version):  # before any path is built from it
+            self._metrics.model_updates_refused.labels(reason="invalid_version").inc()
+            log.error("refused to load a model named %s: not a version name", printable(version))
+            return False
         async with self._lock:
             if version == self.serving_version:
                 return True
@@ -183,11 +204,22 @@ class ServedModel:
             self._on_update(update)
         if update.status not in SERVING_STATUSES:
             return
-        log.info("model update: %s %s, current is now %s", update.status, update.version, update.current_version)
+        named = update.current_version
+        log.info("model update: %s %s, current is now %s", update.status, printable(update.version), printable(named))
         try:
-            await self.load(update.current_version, patient=False)
+            current = await asyncio.to_thread(self._source.current_version)
+            if current != named:
+                self._metrics.model_updates_refused.labels(reason="not_current").inc()
+                log.error(
+                    "model update names %s but the registry's current version is %s: refused, %s keeps serving",
+                    printable(named),
+                    current,
+                    self.serving_version,
+                )
+                return
+            await self.load(named, patient=False)
         except Exception as exc:
-            log.warning("could not load %s now (%s); the current model keeps serving", update.current_version, exc)
+            log.warning("could not load %s now (%s); the current model keeps serving", printable(named), exc)
 
     @contextlib.asynccontextmanager
     async def following(self, *, first_model: bool = True) -> AsyncIterator[None]:

@@ -68,10 +68,14 @@ async def serve_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]
 
 
 def run_service(run: Callable[[Settings], Coroutine[Any, Any, int]], settings: Settings) -> int:
-    """Run a service to its end: its exit status, or 2 with one line on stderr when its port is taken."""
+    """Run a service to its end: its exit status, or 2 with one line on stderr when its settings are
+    unsafe (runtime.safety) or its port is taken."""
+    from runtime.safety import UnsafeSettings, check_safe_to_start
+
     try:
+        check_safe_to_start(settings)
         return asyncio.run(run(settings))
-    except PortTaken as exc:
+    except (PortTaken, UnsafeSettings) as exc:
         print(f"battery-ct: {exc}", file=sys.stderr)
         return 2
 

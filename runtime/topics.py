@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from runtime.kafka import make_admin
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def standard_topics(settings: Settings) -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings, specs: list[TopicSpec], *, replication_factor: int = 1) -> list[str]:
     """Create the topics of `specs` that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="battery-ct-admin")
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

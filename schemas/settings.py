@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     instance_id: str = Field(
         "", max_length=100, description="Stable id of this consumer instance (transactional id); empty: the host name"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How the services talk to Kafka; SASL_* authenticates with the user below"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with a SASL_* security protocol)"
+    )
+    kafka_username: str = Field("", description="Kafka SASL user of this service (one per service; see SECURITY.md)")
+    kafka_password: SecretStr | None = Field(None, description="Kafka SASL password of this service")
 
     # S3 object storage
     s3_endpoint: str = Field("localhost:9000", description="S3 endpoint host:port (MinIO, moto, RustFS, Ceph RGW)")
@@ -50,6 +58,11 @@ class Settings(BaseSettings):
     bucket_models: str = Field("models", description="Bucket of the checkpoint registry")
     bucket_datasets: str = Field("datasets", description="Bucket of the training dataset (accepted scans)")
     bucket_heatmaps: str = Field("heatmaps", description="Bucket the heat-map PNGs are written to")
+    extra_scan_buckets: tuple[str, ...] = Field(
+        (),
+        description="Buckets besides bucket_scans that scan events and accepted scans may name; an event naming any "
+        "other bucket is dead-lettered (bucket_not_allowed)",
+    )
     max_object_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest scan object accepted (bytes)")
     max_image_pixels: int = Field(64 * 1024 * 1024, ge=1, description="Largest decoded image accepted (pixels)")
 
@@ -89,8 +102,27 @@ class Settings(BaseSettings):
     # HTTP facade and metrics
     api_host: str = Field("127.0.0.1", description="Address the HTTP facade listens on")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP facade")
-    api_key: SecretStr | None = Field(None, description="If set, mutating endpoints require it in X-API-Key")
+    api_key: SecretStr | None = Field(
+        None,
+        description="Mutating endpoints require it in X-API-Key; unset: they are refused (see allow_anonymous_writes)",
+    )
+    allow_anonymous_writes: bool = Field(
+        False,
+        description="Without an API key: allow the mutating endpoints (and stored heat maps) anyway; for a demo "
+        "on one workstation only. Off: they answer 401 until a key is set",
+    )
     api_wait_s: float = Field(120.0, gt=0, description="How long /retrain and /anomaly wait before answering 202")
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body the facade reads (413 past it; bodies are small JSON)"
+    )
+    api_max_header_bytes: int = Field(16 * 1024, ge=1024, description="Largest request head (431 past it)")
+    api_header_timeout_s: float = Field(
+        10.0, gt=0, description="A client that has not sent its request headers by then is disconnected"
+    )
+    api_keep_alive_s: int = Field(5, ge=1, description="Seconds an idle kept-alive connection stays open")
+    api_max_concurrent: int = Field(
+        64, ge=1, description="Requests the facade works on at once; more get 503 with Retry-After (probes excepted)"
+    )
     allowed_http_hosts: tuple[str, ...] = Field(
         (), description="Extra host:port values whose http(s) image URLs are accepted (besides the S3 endpoint)"
     )
@@ -111,6 +143,10 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "battery-ct" / "kafka-libs",
         description="Cache of the Kafka broker jars that Maven resolves for battery-ct infra (outside the repo)",
     )
+
+    def scan_buckets(self) -> frozenset[str]:
+        """The buckets a consumer may read scans from (its allow list)."""
+        return frozenset({self.bucket_scans, *self.extra_scan_buckets})
 
     def metrics_port_of(self, service: ServiceName) -> int:
         """The metrics port of `service`: the setting when given, else the service's own default."""

@@ -34,8 +34,17 @@ class ObjectTooLarge(StorageError):  # noqa: N818
         super().__init__(message, retriable=False)
 
 
+class ObjectForbidden(StorageError):  # noqa: N818
+    """The store refuses this service access to the object (AccessDenied): poison, never retried."""
+
+    code = "access_denied"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=False)
+
+
 class StoreUnavailable(StorageError):  # noqa: N818
-    """The store cannot be used right now: connection refused, timeout, 5xx, or refused credentials."""
+    """The store cannot be used right now: connection refused, timeout, 5xx, or invalid credentials."""
 
     code = "store_unavailable"
 

@@ -17,7 +17,7 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from storage.errors import ObjectMissing, ObjectTooLarge, StorageError, StoreUnavailable
+from storage.errors import ObjectForbidden, ObjectMissing, ObjectTooLarge, StorageError, StoreUnavailable
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound", "NoSuchVersion"})
 # Not the message's fault: wrong keys or clock skew are fixed by an operator, then everything works again.
-_ACCESS = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"})
+_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"})
+# Valid credentials, but this service may not touch that object (least privilege): the message's fault,
+# and retrying it would stall its partition for good.
+_FORBIDDEN = frozenset({"AccessDenied", "AllAccessDisabled"})
 _CHUNK = 1024 * 1024
 
 
@@ -174,7 +177,9 @@ def map_s3_error(exc: S3Error, where: str) -> StorageError:
     status = exc.response.status if exc.response is not None else 0
     if exc.code in _MISSING:
         return ObjectMissing(f"{where} does not exist ({exc.code})")
-    if exc.code in _ACCESS:
+    if exc.code in _FORBIDDEN:
+        return ObjectForbidden(f"{where}: this service may not access it ({exc.code})")
+    if exc.code in _CREDENTIALS:
         return StoreUnavailable(f"{where}: the S3 endpoint refused our credentials ({exc.code})", code="store_access")
     if status >= 500 or exc.code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
         return StoreUnavailable(f"{where}: the S3 endpoint failed ({exc.code}, HTTP {status})")

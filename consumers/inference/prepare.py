@@ -22,6 +22,7 @@ from runtime.delivery import Polled
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff, retry_transient
 from schemas.scans import ScanEvent, ScanMessageError, parse_scan_message
+from storage.errors import UrlNotAllowed
 from storage.scans import DecodeFn
 
 FetchFn = Callable[[ScanEvent], Awaitable[bytes]]
@@ -87,6 +88,7 @@ class Preparer:
         decode_executor: Executor,
         *,
         stop: asyncio.Event,
+        allowed_buckets: frozenset[str] | None = None,
         concurrency: int = 16,
         backoff: Backoff = Backoff(),
         on_transient: Callable[[BaseException], None] | None = None,
@@ -95,6 +97,7 @@ class Preparer:
         self._decode = decode
         self._executor = decode_executor
         self._stop = stop
+        self._allowed_buckets = allowed_buckets
         self._slots = asyncio.Semaphore(concurrency)
         self._backoff = backoff
         self._on_transient = on_transient
@@ -108,6 +111,11 @@ class Preparer:
         return PreparedBatch(polled, detector, ready, poisons)
 
     async def _one(self, job: Job, image_size: int) -> Ready | Poison:
+        if self._allowed_buckets is not None and job.event.bucket not in self._allowed_buckets:
+            refused = UrlNotAllowed(
+                f"bucket {job.event.bucket!r} is not one this consumer reads scans from", code="bucket_not_allowed"
+            )
+            return Poison(job.source, refused, job.event.scan_id)
         started = time.perf_counter()
         try:
             async with self._slots:

@@ -156,6 +156,7 @@ class InferenceService:
             scan_decoder(max_pixels=settings.max_image_pixels),
             decode_pool,
             stop=stop,
+            allowed_buckets=settings.scan_buckets(),
             concurrency=2 * settings.batch_size,
         )
         heatmaps = heatmap_writer(store, settings, decode_pool, stop) if settings.heatmaps else None

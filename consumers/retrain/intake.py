@@ -66,7 +66,11 @@ class Intake:
         from storage.urls import parse_image_url
 
         accepted = parse_accepted(record)
-        ref = parse_image_url(accepted.image_url, self._settings)
+        settings = self._settings
+        # An accepted scan comes from a scan bucket or the dataset (a relabel), never from elsewhere.
+        ref = parse_image_url(
+            accepted.image_url, settings, allowed_buckets=settings.scan_buckets() | {settings.bucket_datasets}
+        )
         data = await retry_transient(
             lambda: self._store.aget_bytes(ref.bucket, ref.key, max_bytes=self._settings.max_object_bytes),
             what=f"fetching {accepted.image_url}",

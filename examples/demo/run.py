@@ -318,8 +318,15 @@ def _start_services(settings: Settings, options: DemoOptions, logs: Path, work: 
             },
             [],
         ),
-        ("api", f"http://127.0.0.1:{api_port}/readyz", {"api_port": api_port, "api_host": "127.0.0.1"}, []),
+        (
+            "api",
+            f"http://127.0.0.1:{api_port}/readyz",
+            # A demo on one workstation: writes without a key, said out loud; never in production.
+            {"api_port": api_port, "api_host": "127.0.0.1", "allow_anonymous_writes": True},
+            [],
+        ),
     ]
+    say(f"    the demo's facade (127.0.0.1:{api_port}) accepts writes without an API key (allow_anonymous_writes)")
     services = []
     for name, ready_url, overrides, args in specs:
         service = Service(name, ready_url, logs / f"{name}.log")

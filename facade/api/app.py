@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from facade.api import checkpoints, ops, predict, training
 from facade.api.errors import install_error_handlers
+from facade.api.limits import RequestLimits
 from facade.api.metrics import FacadeMetrics, MetricsMiddleware
 from facade.api.services import Services
 from runtime.metrics import service_registry
@@ -53,7 +54,10 @@ def create_app(
 
     app = FastAPI(title="battery-ct", description=DESCRIPTION, version="1", lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestLimits, max_body_bytes=settings.api_max_body_bytes, max_concurrent=settings.api_max_concurrent
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     for router in (predict.router, training.router, checkpoints.router, ops.router):
         app.include_router(router)
     return app

@@ -38,19 +38,31 @@ def current_detector(services: ServicesDep) -> Detector:
 DetectorDep = Annotated[Detector, Depends(current_detector)]
 
 
-def require_api_key(
-    settings: SettingsDep,
-    x_api_key: Annotated[
-        str | None, Header(alias="X-API-Key", description="Required on mutating endpoints when an API key is set")
-    ] = None,
-) -> None:
+ApiKeyHeader = Annotated[
+    str | None,
+    Header(alias="X-API-Key", description="Required on mutating endpoints and for stored heat maps"),
+]
+
+
+def check_write_access(settings: Settings, given: str | None) -> None:
+    """Raise 401 unless `given` is the API key (or, without a key, anonymous writes are switched on)."""
     expected = settings.api_key
     if expected is None:
-        return
-    given = (x_api_key or "").encode()
+        if settings.allow_anonymous_writes:
+            return
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this facade has no API key: writes are off (set BATTERY_CT_API_KEY, or "
+            "BATTERY_CT_ALLOW_ANONYMOUS_WRITES=true on a demo workstation)",
+        )
     # Constant-time comparison: the answer's timing must not reveal how much of the key matched.
-    if not hmac.compare_digest(given, expected.get_secret_value().encode()):
+    if not hmac.compare_digest((given or "").encode(), expected.get_secret_value().encode()):
         raise ApiError(401, "unauthorized", "missing or wrong X-API-Key header")
+
+
+def require_api_key(settings: SettingsDep, x_api_key: ApiKeyHeader = None) -> None:
+    check_write_access(settings, x_api_key)
 
 
 ApiKeyDep = Annotated[None, Depends(require_api_key)]

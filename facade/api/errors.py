@@ -55,12 +55,14 @@ def as_api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     from model_core.errors import ImageDecodeError, ModelCoreError
-    from storage.errors import ObjectMissing, ObjectTooLarge, StorageError, UrlNotAllowed
+    from storage.errors import ObjectForbidden, ObjectMissing, ObjectTooLarge, StorageError, UrlNotAllowed
 
     if isinstance(exc, UrlNotAllowed):
         return ApiError(400, exc.code, str(exc))
     if isinstance(exc, ObjectMissing):
         return ApiError(404, "object_missing", str(exc))
+    if isinstance(exc, ObjectForbidden):
+        return ApiError(403, exc.code, str(exc))
     if isinstance(exc, ObjectTooLarge):
         return ApiError(413, "object_too_large", str(exc))
     if isinstance(exc, StorageError):

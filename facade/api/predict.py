@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter
 
-from facade.api.deps import DetectorDep, ServicesDep
+from facade.api.deps import ApiKeyHeader, DetectorDep, ServicesDep, check_write_access
 from facade.api.openapi import errors
 from facade.api.services import Services
 from schemas.api import ImageRequest, PredictResponse
@@ -18,10 +18,14 @@ from schemas.scans import scan_id_from_key
 router = APIRouter(tags=["scoring"])
 
 
-@router.post("/predict", response_model=PredictResponse, responses=errors(400, 404, 413, 422, 503))
-async def predict(body: ImageRequest, services: ServicesDep, detector: DetectorDep) -> PredictResponse:
+@router.post("/predict", response_model=PredictResponse, responses=errors(400, 401, 404, 413, 422, 503))
+async def predict(
+    body: ImageRequest, services: ServicesDep, detector: DetectorDep, x_api_key: ApiKeyHeader = None
+) -> PredictResponse:
     """Score one scan with the model serving now; with `"heatmap": true` the heat map is stored
-    in the heat-map bucket and its URL returned."""
+    in the heat-map bucket and its URL returned (a write: it needs the API key)."""
+    if body.heatmap:
+        check_write_access(services.settings, x_api_key)
     ref, data = await services.fetch_scan(body.image_url)
     image = await services.decode_scan(data, detector.image_size)
     (score,) = await services.in_model_thread(detector.score_batch, image[None])

@@ -181,7 +181,7 @@ class RegistryCatalog:
 
 def readable_buckets(settings: Settings) -> frozenset[str]:
     """What an image URL may name: scans and the dataset, never the models or anything else."""
-    return frozenset({settings.bucket_scans, settings.bucket_datasets})
+    return settings.scan_buckets() | {settings.bucket_datasets}
 
 
 def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:

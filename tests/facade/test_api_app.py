@@ -169,7 +169,7 @@ def loads_version(path: Path) -> Detector:
 
 
 def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
-    settings = Settings(checkpoint_dir=tmp_path, api_wait_s=2.0, **settings_fields)
+    settings = Settings(checkpoint_dir=tmp_path, api_wait_s=2.0, **{"allow_anonymous_writes": True, **settings_fields})
     store, kafka, catalog = FakeStore(), FakeKafka(settings), FakeCatalog()
     store.objects[("scans", "line1/cell-1.png")] = png_bytes()
     registry = CollectorRegistry()

@@ -121,7 +121,9 @@ def start_facade(settings: Settings, store: Any, checkpoints: tuple[Path, Path])
 
 @pytest.fixture
 def facade(settings: Settings, object_store: Any, checkpoints: tuple[Path, Path]) -> Iterator[Facade]:
-    fast = settings.model_copy(update={"api_wait_s": 2.0, "checkpoint_dir": settings.checkpoint_dir})
+    fast = settings.model_copy(
+        update={"api_wait_s": 2.0, "checkpoint_dir": settings.checkpoint_dir, "allow_anonymous_writes": True}
+    )
     yield from start_facade(fast, object_store, checkpoints)
 
 

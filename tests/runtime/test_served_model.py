@@ -191,8 +191,10 @@ async def test_following_opens_the_feed_then_serves_current_then_applies_promoti
         assert await asyncio.wait_for(loaded.get(), 5) == "v1"
         assert feed.opens == 3 and keeper.feed_open.is_set()
         await feed.queue.put(update("rejected", "v2"))
+        source.current = "v3"  # the retrain consumer promoted it in the registry, then announced it
         await feed.queue.put(update("promoted", "v3"))
         assert await asyncio.wait_for(loaded.get(), 5) == "v3"
+        source.current = "bad-v4"
         await feed.queue.put(update("rolled_back", "bad-v4"))  # refused: v3 keeps serving
         await feed.queue.put(update("rejected", "end"))  # updates are applied in order: all done after it
         await asyncio.wait_for(last_applied.wait(), 5)
@@ -201,3 +203,31 @@ async def test_following_opens_the_feed_then_serves_current_then_applies_promoti
     assert seen == ["v2", "v3", "bad-v4", "end"]  # every update reaches the hook, in order
     assert source.fetched == ["v1", "v3", "bad-v4"]  # a rejected version is never fetched
     assert not keeper.feed_open.is_set()  # stopped following on leaving the block
+
+
+async def test_an_update_the_registry_does_not_back_is_refused_and_counted(tmp_path: Path) -> None:
+    """A hand-written promotion on the topic: the registry's current version is still v1."""
+    feed, source = FakeFeed(), FakeRegistry("v1")
+    keeper, holder, registry, _ = keeper_for(source, tmp_path, feed)
+    applied = asyncio.Event()
+    keeper._on_update = lambda u: applied.set() if u.version == "end" else None
+    async with keeper.following():
+        await asyncio.wait_for(keeper.first_attempted.wait(), 5)
+        await feed.queue.put(update("promoted", "v666"))
+        await feed.queue.put(update("rejected", "end"))
+        await asyncio.wait_for(applied.wait(), 5)
+    assert holder.require().version == "v1"
+    assert source.fetched == ["v1"]  # the forged version is never even fetched
+    assert registry.get_sample_value("battery_ct_model_updates_refused_total", {"reason": "not_current"}) == 1
+
+
+async def test_a_version_name_with_a_path_in_it_is_refused_before_any_path_is_built(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    source = FakeRegistry("../../escaped")
+    keeper, holder, registry, _ = keeper_for(source, work)
+    assert not await keeper.load("../../escaped")
+    assert not await keeper.load("v1/../../x")
+    assert source.fetched == []
+    assert await asyncio.to_thread(os.listdir, tmp_path) == []  # nothing created inside or beside the work dir
+    assert holder.current is None
+    assert registry.get_sample_value("battery_ct_model_updates_refused_total", {"reason": "invalid_version"}) == 2

@@ -18,7 +18,7 @@ from local_stack.free_ports import free_port
 from local_stack.processes import stop
 from local_stack.s3 import start_moto
 from schemas.settings import Settings
-from storage.errors import ObjectMissing, ObjectTooLarge, StorageError, StoreUnavailable
+from storage.errors import ObjectForbidden, ObjectMissing, ObjectTooLarge, StorageError, StoreUnavailable
 from storage.object_store import ObjectStore, map_s3_error
 
 
@@ -35,7 +35,7 @@ def s3_error(code: str, status: int) -> S3Error:
     [
         ("NoSuchKey", 404, ObjectMissing, False),
         ("NoSuchBucket", 404, ObjectMissing, False),
-        ("AccessDenied", 403, StoreUnavailable, True),
+        ("AccessDenied", 403, ObjectForbidden, False),  # least privilege: poison, never retried (issue 13)
         ("InvalidAccessKeyId", 403, StoreUnavailable, True),
         ("InternalError", 500, StoreUnavailable, True),
         ("SlowDown", 503, StoreUnavailable, True),
