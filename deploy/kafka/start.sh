@@ -26,9 +26,14 @@ BIND="${KAFKA_BIND_HOST:-0.0.0.0}"
 SERVICES="uploader minio inference retrain facade"
 
 # A password goes into a JAAS line in double quotes and into `--add-scram '...=[name=N,password=P]'`.
+# The placeholders of .env.example are refused: replace them before the first start.
 check_password() {
     if [[ ! "$2" =~ ^[A-Za-z0-9._~+/@%^*:-]{8,128}$ ]]; then
         echo "kafka: the password of $1 must be 8 to 128 of [A-Za-z0-9._~+/@%^*:-]" >&2
+        exit 2
+    fi
+    if [[ "$2" == change-me* ]]; then
+        echo "kafka: the password of $1 is still the placeholder of .env.example; set it in .env" >&2
         exit 2
     fi
 }

@@ -47,6 +47,12 @@ READ_WRITE='"s3:GetObject","s3:PutObject","s3:DeleteObject"'
 account() {
     name="$1" access_key="$2" secret_key="$3"
     shift 3
+    case "$secret_key" in
+        change-me*)
+            echo "minio-init: the secret key of $name is still the placeholder of .env.example; set it in .env" >&2
+            exit 2
+            ;;
+    esac
     statements=""
     for statement in "$@"; do
         statements="$statements${statements:+,}$statement"

@@ -226,10 +226,10 @@ def test_kafka_authenticates_every_client_and_denies_what_no_acl_allows() -> Non
     assert "--add-scram" in script and "--ignore-formatted" in script
 
 
-def _run_minio_init(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def _run_minio_init(tmp_path: Path, *, secret: str = "-secret") -> tuple[dict[str, dict[str, Any]], list[str]]:
     """deploy/minio/init.sh with a stand-in `mc` that records its calls: the policies and the calls."""
     stub = tmp_path / "bin" / "mc"
-    stub.parent.mkdir()
+    stub.parent.mkdir(parents=True)
     stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/mc.log\n')
     stub.chmod(0o755)
     env = {
@@ -241,7 +241,7 @@ def _run_minio_init(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], list[str
     }
     for account in ("UPLOADER", "INFERENCE", "RETRAIN", "FACADE"):
         env[f"S3_{account}_ACCESS_KEY"] = account.lower()
-        env[f"S3_{account}_SECRET_KEY"] = f"{account.lower()}-secret"
+        env[f"S3_{account}_SECRET_KEY"] = secret if secret.startswith("change-me") else f"{account.lower()}{secret}"
     result = subprocess.run(["sh", str(MINIO_INIT)], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     policies = {
@@ -388,3 +388,21 @@ async def _check_rights(base: Settings, ports: tuple[int, int], passwords: dict[
                 await facade.send_and_wait(settings.topic_model_updates, b"forged", key=b"model")
         finally:
             await facade.stop()
+
+
+def test_the_placeholders_of_the_example_env_are_refused(tmp_path: Path) -> None:
+    """Kafka and minio-init refuse to start with a change-me value of .env.example, before anything else."""
+    env = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line}
+    kafka_env = {
+        "PATH": "/usr/bin:/bin",
+        "CLUSTER_ID": env["KAFKA_CLUSTER_ID"],
+        "KAFKA_HOME": str(tmp_path / "no-kafka-here"),
+        "KAFKA_CONFIG_DIR": str(tmp_path / "config"),
+        **{name: value for name, value in env.items() if name.startswith("KAFKA_") and name.endswith("_PASSWORD")},
+    }
+    kafka = subprocess.run(["bash", str(KAFKA_START)], env=kafka_env, capture_output=True, text=True, timeout=30)
+    assert kafka.returncode == 2
+    assert "placeholder" in kafka.stderr and not (tmp_path / "config").exists()
+
+    with pytest.raises(AssertionError, match="placeholder"):
+        _run_minio_init(tmp_path / "minio", secret="change-me-s3-secret")
