@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager, suppress
+
+import numpy as np
 
 
 class DecodeBudgetFull(Exception):  # noqa: N818 (a state of the process, answered 503)
@@ -108,3 +111,17 @@ class DecodeBudget:
             self._waiters.popleft()
             self._in_flight += cost
             future.set_result(None)
+
+
+async def decode_within(
+    budget: DecodeBudget, decode: Callable[[bytes, int], np.ndarray], data: bytes, size: int, executor: Executor
+) -> np.ndarray:
+    """`decode(data, size)` in `executor`, holding the pixels the header declares in `budget`.
+
+    The header is read first (cheap, no decoding): a non-image fails here with the decoder's error.
+    """
+    from model_core.imaging import declared_pixels
+
+    pixels = declared_pixels(data)
+    async with budget.reserve(pixels):
+        return await asyncio.get_running_loop().run_in_executor(executor, decode, data, size)

@@ -64,7 +64,18 @@ class Settings(BaseSettings):
         "other bucket is dead-lettered (bucket_not_allowed)",
     )
     max_object_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest scan object accepted (bytes)")
-    max_image_pixels: int = Field(64 * 1024 * 1024, ge=1, description="Largest decoded image accepted (pixels)")
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="Largest decoded image accepted (pixels; checked in the header before decoding): 4096 x 4096 "
+        "covers CT slices; a decoded 16-bit slice costs about 6 bytes per pixel",
+    )
+    decode_budget_pixels: int | None = Field(
+        None,
+        ge=1,
+        description="Pixels a process decodes at once (a flood of large images queues instead of exhausting "
+        "memory); unset: 4 x max_image_pixels",
+    )
 
     # Model
     image_size: int = Field(256, ge=16, description="Model input resolution in pixels (square)")
@@ -143,6 +154,10 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "battery-ct" / "kafka-libs",
         description="Cache of the Kafka broker jars that Maven resolves for battery-ct infra (outside the repo)",
     )
+
+    def decode_budget(self) -> int:
+        """Pixels decoding at once in one process."""
+        return 4 * self.max_image_pixels if self.decode_budget_pixels is None else self.decode_budget_pixels
 
     def scan_buckets(self) -> frozenset[str]:
         """The buckets a consumer may read scans from (its allow list)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from model_core.detector import Detector
 from runtime.dead_letters import Poison
+from runtime.decode_budget import DecodeBudget, decode_within
 from runtime.delivery import Polled
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff, retry_transient
@@ -89,6 +90,7 @@ class Preparer:
         *,
         stop: asyncio.Event,
         allowed_buckets: frozenset[str] | None = None,
+        budget: DecodeBudget | None = None,
         concurrency: int = 16,
         backoff: Backoff = Backoff(),
         on_transient: Callable[[BaseException], None] | None = None,
@@ -98,6 +100,7 @@ class Preparer:
         self._executor = decode_executor
         self._stop = stop
         self._allowed_buckets = allowed_buckets
+        self._budget = budget
         self._slots = asyncio.Semaphore(concurrency)
         self._backoff = backoff
         self._on_transient = on_transient
@@ -132,8 +135,10 @@ class Preparer:
             return Poison(job.source, exc, job.event.scan_id)
         fetched = time.perf_counter()
         try:
-            loop = asyncio.get_running_loop()
-            image = await loop.run_in_executor(self._executor, self._decode, data, image_size)
+            if self._budget is None:
+                image = await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, data, image_size)
+            else:
+                image = await decode_within(self._budget, self._decode, data, image_size, self._executor)
         except Exception as exc:
             return Poison(job.source, exc, job.event.scan_id)
         return Ready(job, image, fetched - started, time.perf_counter() - fetched)

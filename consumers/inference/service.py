@@ -21,6 +21,7 @@ from consumers.inference.judge import HeatmapWriter, Judge
 from consumers.inference.metrics import InferenceMetrics
 from consumers.inference.pipeline import InferencePipeline, PipelineConfig
 from consumers.inference.prepare import FetchFn, Preparer
+from runtime.decode_budget import DecodeBudget
 from runtime.delivery import BatchDelivery
 from runtime.http import Health, MetricsServer
 from runtime.kafka import instance_id, make_consumer
@@ -157,6 +158,7 @@ class InferenceService:
             decode_pool,
             stop=stop,
             allowed_buckets=settings.scan_buckets(),
+            budget=DecodeBudget(settings.decode_budget()),
             concurrency=2 * settings.batch_size,
         )
         heatmaps = heatmap_writer(store, settings, decode_pool, stop) if settings.heatmaps else None

@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An answer the facade gives on purpose: status, code (for machines) and message (for people)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class ModelNotLoadedError(ApiError):
@@ -55,6 +56,7 @@ def as_api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     from model_core.errors import ImageDecodeError, ModelCoreError
+    from runtime.decode_budget import DecodeBudgetFull
     from storage.errors import ObjectForbidden, ObjectMissing, ObjectTooLarge, StorageError, UrlNotAllowed
 
     if isinstance(exc, UrlNotAllowed):
@@ -76,6 +78,8 @@ def as_api_error(exc: BaseException) -> ApiError | None:
         if exc.retriable:
             return DependencyDownError(str(exc.code), f"{exc} (retry later)")
         return ApiError(422, str(exc.code), str(exc))
+    if isinstance(exc, DecodeBudgetFull):
+        return ApiError(503, "busy_decoding", "too many images are being decoded: retry shortly", retry_after_s=1)
     if isinstance(exc, ConnectionError | TimeoutError):
         return DependencyDownError("dependency_unavailable", f"a dependency did not answer: {type(exc).__name__}")
     return None
@@ -83,6 +87,8 @@ def as_api_error(exc: BaseException) -> ApiError | None:
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(code=error.code, message=error.message)
+    if error.retry_after_s is not None:
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after_s)}
     return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
 
 
@@ -110,7 +116,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    for root in (ApiError, StorageError, ModelCoreError, ConnectionError, TimeoutError):
+    from runtime.decode_budget import DecodeBudgetFull
+
+    for root in (ApiError, StorageError, ModelCoreError, ConnectionError, TimeoutError, DecodeBudgetFull):
         app.add_exception_handler(root, on_api_error)
 
     async def on_kafka(request: Request, exc: Exception) -> JSONResponse:

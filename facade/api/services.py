@@ -20,6 +20,7 @@ import numpy as np
 from facade.api.errors import ApiError
 from facade.api.jobs import JobStore
 from facade.api.metrics import FacadeMetrics
+from runtime.decode_budget import DecodeBudget, decode_within
 from runtime.model_updates import UpdateFeed
 from runtime.served_model import ServedModel
 from schemas.api import CheckpointInfo
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DECODE_WORKERS = 2
+DECODE_QUEUE = 64  # requests waiting for decoding memory before the next gets 503
 
 
 class ObjectRefLike(Protocol):
@@ -97,10 +99,14 @@ class Services:
     decode_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
     )
+    budget: DecodeBudget = field(init=False)
     served: ServedModel = field(init=False)
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False)
 
     def __post_init__(self) -> None:
+        # A flood of large-but-legal images queues (and past a queue of 64, gets 503) instead of
+        # exhausting memory or starving valid requests.
+        self.budget = DecodeBudget(self.settings.decode_budget(), max_waiting=DECODE_QUEUE)
         self.served = ServedModel(
             self.catalog,
             self.feed,
@@ -141,7 +147,7 @@ class Services:
 
     async def decode_scan(self, data: bytes, size: int) -> np.ndarray:
         """The model's input, decoded as the inference consumer decodes it (in the decode pool)."""
-        return await self.in_decode_pool(self.decode, data, size)
+        return await decode_within(self.budget, self.decode, data, size, self.decode_pool)
 
 
 class RegistryCatalog:
