@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -113,15 +114,40 @@ class DecodeBudget:
             future.set_result(None)
 
 
+@dataclass(frozen=True)
+class Lane:
+    """One queue of decodes: its budget and the threads it decodes in."""
+
+    budget: DecodeBudget
+    executor: Executor
+
+
+@dataclass(frozen=True)
+class DecodeLanes:
+    """Two lanes, so that a flood of large images cannot hold up ordinary ones: images of at most
+    `small_pixels` queue in their own lane (own budget, own thread), everything else in the large
+    lane. Each lane is first come, first served, so neither starves; the process's decoding memory
+    is bounded by the two budgets together."""
+
+    small: Lane
+    large: Lane
+    small_pixels: int
+
+    def lane_for(self, pixels: int) -> Lane:
+        return self.small if pixels <= self.small_pixels else self.large
+
+
 async def decode_within(
-    budget: DecodeBudget, decode: Callable[[bytes, int], np.ndarray], data: bytes, size: int, executor: Executor
+    lanes: DecodeLanes | Lane, decode: Callable[[bytes, int], np.ndarray], data: bytes, size: int
 ) -> np.ndarray:
-    """`decode(data, size)` in `executor`, holding the pixels the header declares in `budget`.
+    """`decode(data, size)` in its lane's threads, holding the pixels the header declares in the
+    lane's budget.
 
     The header is read first (cheap, no decoding): a non-image fails here with the decoder's error.
     """
     from model_core.imaging import declared_pixels
 
     pixels = declared_pixels(data)
-    async with budget.reserve(pixels):
-        return await asyncio.get_running_loop().run_in_executor(executor, decode, data, size)
+    lane = lanes.lane_for(pixels) if isinstance(lanes, DecodeLanes) else lanes
+    async with lane.budget.reserve(pixels):
+        return await asyncio.get_running_loop().run_in_executor(lane.executor, decode, data, size)

@@ -18,7 +18,7 @@ import numpy as np
 
 from model_core.detector import Detector
 from runtime.dead_letters import Poison
-from runtime.decode_budget import DecodeBudget, decode_within
+from runtime.decode_budget import DecodeBudget, Lane, decode_within
 from runtime.delivery import Polled
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff, retry_transient
@@ -138,7 +138,7 @@ class Preparer:
             if self._budget is None:
                 image = await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, data, image_size)
             else:
-                image = await decode_within(self._budget, self._decode, data, image_size, self._executor)
+                image = await decode_within(Lane(self._budget, self._executor), self._decode, data, image_size)
         except Exception as exc:
             return Poison(job.source, exc, job.event.scan_id)
         return Ready(job, image, fetched - started, time.perf_counter() - fetched)

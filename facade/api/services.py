@@ -20,7 +20,7 @@ import numpy as np
 from facade.api.errors import ApiError
 from facade.api.jobs import JobStore
 from facade.api.metrics import FacadeMetrics
-from runtime.decode_budget import DecodeBudget, decode_within
+from runtime.decode_budget import DecodeBudget, DecodeLanes, Lane, decode_within
 from runtime.model_updates import UpdateFeed
 from runtime.served_model import ServedModel
 from schemas.api import CheckpointInfo
@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 DECODE_WORKERS = 2
 DECODE_QUEUE = 64  # requests waiting for decoding memory before the next gets 503
+SMALL_IMAGE_PIXELS = 1024 * 1024  # up to 1024 x 1024: the small lane
+SMALL_LANE_IMAGES = 8
 
 
 class ObjectRefLike(Protocol):
@@ -99,14 +101,22 @@ class Services:
     decode_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
     )
-    budget: DecodeBudget = field(init=False)
+    small_decode_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="decode-small")
+    )
+    decode_lanes: DecodeLanes = field(init=False)
     served: ServedModel = field(init=False)
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False)
 
     def __post_init__(self) -> None:
         # A flood of large-but-legal images queues (and past a queue of 64, gets 503) instead of
-        # exhausting memory or starving valid requests.
-        self.budget = DecodeBudget(self.settings.decode_budget(), max_waiting=DECODE_QUEUE)
+        # exhausting memory, in its own lane: ordinary slices keep their own budget and thread.
+        budget = self.settings.decode_budget()
+        self.decode_lanes = DecodeLanes(
+            small=Lane(DecodeBudget(SMALL_LANE_IMAGES * SMALL_IMAGE_PIXELS), self.small_decode_pool),
+            large=Lane(DecodeBudget(budget, max_waiting=DECODE_QUEUE), self.decode_pool),
+            small_pixels=SMALL_IMAGE_PIXELS,
+        )
         self.served = ServedModel(
             self.catalog,
             self.feed,
@@ -128,8 +138,8 @@ class Services:
     async def stop(self) -> None:
         await self._running.aclose()
         await self.publisher.close()
-        self.model_pool.shutdown(wait=True, cancel_futures=True)
-        self.decode_pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self.model_pool, self.decode_pool, self.small_decode_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
 
     async def in_model_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.model_pool, fn, *args)
@@ -147,7 +157,7 @@ class Services:
 
     async def decode_scan(self, data: bytes, size: int) -> np.ndarray:
         """The model's input, decoded as the inference consumer decodes it (in the decode pool)."""
-        return await decode_within(self.budget, self.decode, data, size, self.decode_pool)
+        return await decode_within(self.decode_lanes, self.decode, data, size)
 
 
 class RegistryCatalog:

@@ -199,3 +199,17 @@ async def test_cancelled_in_the_turn_it_was_granted_hands_the_pixels_on() -> Non
     tracker.finish("last")
     await last
     assert granted.cancelled() and budget.in_flight == 0 and "granted" not in tracker.order
+
+
+async def test_small_images_have_their_own_lane_so_a_flood_of_large_ones_does_not_hold_them_up() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from runtime.decode_budget import DecodeLanes, Lane
+
+    with ThreadPoolExecutor(1) as small_pool, ThreadPoolExecutor(1) as large_pool:
+        lanes = DecodeLanes(Lane(DecodeBudget(10), small_pool), Lane(DecodeBudget(100), large_pool), small_pixels=10)
+        assert lanes.lane_for(10).executor is small_pool and lanes.lane_for(11).executor is large_pool
+        async with lanes.large.budget.reserve(100):  # the large lane is full
+            async with asyncio.timeout(1):
+                async with lanes.lane_for(4).budget.reserve(4):  # a small image is not queued behind it
+                    assert lanes.small.budget.in_flight == 4
