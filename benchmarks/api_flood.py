@@ -157,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 except (httpx.HTTPError, ValueError):
                     pass
                 if facade.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the facade did not become ready: {facade.stderr.read().decode(errors='replace') if facade.stderr else ''}"
-                    )
+                    said = facade.stderr.read().decode(errors="replace") if facade.stderr else ""
+                    raise RuntimeError(f"the facade did not become ready: {said}")
                 time.sleep(0.2)
             httpx.post(f"{url}/predict", json={"image_url": f"s3://{settings.bucket_scans}/valid.png"}, timeout=60)
             idle = rss_mb(facade.pid)
