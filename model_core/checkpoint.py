@@ -321,7 +321,7 @@ def verify_checkpoint(checkpoint_dir: Path, verify_key: VerifyKeys = None) -> Ch
     manifest = Manifest.parse(manifest_bytes, source=str(root / MANIFEST_FILE))
     check_signature(manifest_bytes, _read_optional(root / SIGNATURE_FILE), verify_key, source=str(root))
     manifest.check_name(source=str(root))
-    _check_listing(root, set(manifest.files), set(present))
+    _check_listing(root, set(manifest.files), set(present), by="its manifest")
     metadata_bytes = (root / METADATA_FILE).read_bytes()
     changed = sorted(
         name for name, path in present.items() if name != METADATA_FILE and file_sha256(path) != manifest.files[name]
@@ -345,12 +345,10 @@ def _check_format(metadata: CheckpointMetadata, *, source: str) -> None:
         raise CheckpointIntegrityError(f"checkpoint {source} lists no files", reason="not_a_checkpoint")
 
 
-def _check_listing(root: Path, listed: set[str], present: set[str]) -> None:
+def _check_listing(root: Path, listed: set[str], present: set[str], *, by: str) -> None:
     missing, extra = sorted(listed - present), sorted(present - listed)
     if missing or extra:
-        raise CheckpointIntegrityError(
-            f"checkpoint {root} does not match its manifest: missing {missing}, extra {extra}"
-        )
+        raise CheckpointIntegrityError(f"checkpoint {root} does not match {by}: missing {missing}, extra {extra}")
 
 
 def _verify_legacy(root: Path, present: dict[str, Path], verify_key: VerifyKeys) -> CheckpointMetadata:
@@ -362,11 +360,11 @@ def _verify_legacy(root: Path, present: dict[str, Path], verify_key: VerifyKeys)
         )
     metadata = read_metadata(root)
     _check_format(metadata, source=str(root))
+    model_files = {name: path for name, path in present.items() if name != METADATA_FILE}
     if (root / SIGNATURE_FILE).exists():
-        present = {**present, SIGNATURE_FILE: root / SIGNATURE_FILE}  # a signature over nothing
-    present.pop(METADATA_FILE, None)
-    _check_listing(root, set(metadata.files), set(present))
-    changed = sorted(name for name, path in present.items() if file_sha256(path) != metadata.files[name])
+        model_files[SIGNATURE_FILE] = root / SIGNATURE_FILE  # a signature over nothing: an extra file
+    _check_listing(root, set(metadata.files), set(model_files), by="its metadata")
+    changed = sorted(name for name, path in model_files.items() if file_sha256(path) != metadata.files[name])
     if changed:
         raise CheckpointIntegrityError(f"checkpoint {root} has files that changed since it was written: {changed}")
     if is_registry_version(metadata.version) and not metadata.content_hash.startswith(version_hash(metadata.version)):

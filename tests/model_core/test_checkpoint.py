@@ -216,3 +216,12 @@ def test_draft_names_sort_by_time_carry_their_source_and_are_never_versions() ->
     name = draft_name(source="x" * 100)
     assert is_draft(name) and len(name) <= 64 and not VERSION_PATTERN.fullmatch(name)
     assert not is_draft("v0001-abcdef12")
+
+
+def test_rewriting_the_metadata_drops_a_signature_that_no_longer_holds(tmp_path: Path) -> None:
+    keys = generate_keypair()
+    root = make_checkpoint(tmp_path / "ckpt")
+    manifest = Manifest.model_validate_json((root / MANIFEST_FILE).read_bytes())
+    write_manifest(root, manifest, load_signing_key(keys.signing_key).sign(manifest.to_bytes()))
+    write_metadata(root, read_metadata(root).model_copy(update={"threshold": 0.5}))
+    assert not (root / SIGNATURE_FILE).exists() and verify_checkpoint(root).threshold == 0.5
