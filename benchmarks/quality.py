@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,50 @@ def _slices(items: list[tuple[np.ndarray, np.ndarray]], size: int) -> tuple[np.n
     return images, masks
 
 
+@dataclass(frozen=True)
+class Bench:
+    """The quality bench's slices, preprocessed: what `benchmarks.detector_speed` reuses."""
+
+    train: np.ndarray  # normal training slices
+    known: np.ndarray  # known defects (threshold only)
+    test_normal: np.ndarray
+    test_defect: np.ndarray
+    defect_masks: np.ndarray
+    labels: list[tuple[str, str]]  # (defect type, severity) of every test defect
+    generation_seconds: float
+
+
+def make_bench(train: int, known_per_type: int, test_normal: int, per_type: int, size: int, seed: int) -> Bench:
+    """The bench's simulated slices, drawn in a fixed order from one seeded generator."""
+    from producers.simulator import DEFECT_TYPES, SEVERITIES, random_defect_slice, random_normal_slice
+
+    rng = np.random.default_rng(seed)
+    started = time.monotonic()
+    normal = [random_normal_slice(rng, size) for _ in range(train)]
+    known = [random_defect_slice(rng, size, t, SEVERITIES[i % 3]) for t in DEFECT_TYPES for i in range(known_per_type)]
+    normal_test = [random_normal_slice(rng, size) for _ in range(test_normal)]
+    defect_test: list[tuple[np.ndarray, np.ndarray]] = []
+    labels: list[tuple[str, str]] = []
+    for defect_type in DEFECT_TYPES:
+        for i in range(per_type):
+            severity = SEVERITIES[i % 3]
+            defect_test.append(random_defect_slice(rng, size, defect_type, severity))
+            labels.append((defect_type, severity))
+    train_images, _ = _slices(normal, size)
+    known_images, _ = _slices(known, size)
+    normal_images, _ = _slices(normal_test, size)
+    defect_images, defect_masks = _slices(defect_test, size)
+    return Bench(
+        train_images,
+        known_images,
+        normal_images,
+        defect_images,
+        defect_masks,
+        labels,
+        time.monotonic() - started,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=500, help="normal training slices")
@@ -51,28 +96,12 @@ def main() -> int:
     from model_core.network import NetworkConfig
     from model_core.scoring import PatchMemoryConfig
     from model_core.training import TrainingConfig, train_detector
-    from producers.simulator import DEFECT_TYPES, SEVERITIES, random_defect_slice, random_normal_slice
 
     size = args.image_size
-    rng = np.random.default_rng(args.seed)
-    started = time.monotonic()
-    normal = [random_normal_slice(rng, size) for _ in range(args.train)]
-    known = [
-        random_defect_slice(rng, size, t, SEVERITIES[i % 3]) for t in DEFECT_TYPES for i in range(args.known_per_type)
-    ]
-    test_normal = [random_normal_slice(rng, size) for _ in range(args.test_normal)]
-    test_defect: list[tuple[np.ndarray, np.ndarray]] = []
-    labels: list[tuple[str, str]] = []
-    for defect_type in DEFECT_TYPES:
-        for i in range(args.per_type):
-            severity = SEVERITIES[i % 3]
-            test_defect.append(random_defect_slice(rng, size, defect_type, severity))
-            labels.append((defect_type, severity))
-    train_images, _ = _slices(normal, size)
-    known_images, _ = _slices(known, size)
-    normal_images, _ = _slices(test_normal, size)
-    defect_images, defect_masks = _slices(test_defect, size)
-    generation_s = time.monotonic() - started
+    bench = make_bench(args.train, args.known_per_type, args.test_normal, args.per_type, size, args.seed)
+    train_images, known_images = bench.train, bench.known
+    normal_images, defect_images, defect_masks = bench.test_normal, bench.test_defect, bench.defect_masks
+    labels, generation_s = bench.labels, bench.generation_seconds
 
     config = TrainingConfig(
         network=NetworkConfig(image_size=size),

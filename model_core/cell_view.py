@@ -12,7 +12,7 @@ smoothing and trends wrap across that seam only when it does.
 Views are chosen by name (`cell_view(name)`), the name the detector's spec records, so a
 checkpoint always scores with the geometry it was trained on. Today there is one view,
 `cylindrical` (the can's ellipse and a polar unwrap along it, `model_core.geometry`); a prismatic
-or pouch view plugs in by adding a class with the same four members to `CELL_VIEWS`.
+or pouch view plugs in by adding a class with the same members to `CELL_VIEWS`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from model_core.geometry import CanGeometry, find_can, rewrap, unwrap
+from model_core.geometry import CanGeometry, find_can, grid_coordinates, rewrap, unwrap, unwrap_fast
 
 CYLINDRICAL = "cylindrical"
 DEFAULT_CELL_VIEW = CYLINDRICAL
@@ -66,6 +66,18 @@ class CellView(Protocol[Location]):
         """Values on the layer grid drawn onto the slice's pixels, `shape`; 0 outside the grid."""
         ...
 
+    def unroll_fast(self, image: np.ndarray, location: Location, grid: LayerGrid) -> np.ndarray:
+        """`unroll` for the fast scoring path (`model_core.fast_path`): the same sampling through
+        a cheaper interpolator, equal to within its fixed-point precision."""
+        ...
+
+    def grid_coordinates(
+        self, location: Location, grid: LayerGrid, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every pixel's fractional (row, column) on the layer grid, as `map_back` samples it
+        (rows beyond `grid.rows - 0.5` lie outside the grid); the fast path's map back."""
+        ...
+
 
 class CylindricalView:
     """A cylindrical cell's axial slice: the can fitted as an ellipse and the slice unwrapped in
@@ -84,6 +96,14 @@ class CylindricalView:
         self, values: np.ndarray, location: CanGeometry, grid: LayerGrid, shape: tuple[int, int]
     ) -> np.ndarray:
         return rewrap(values, location, shape, grid.extent)
+
+    def unroll_fast(self, image: np.ndarray, location: CanGeometry, grid: LayerGrid) -> np.ndarray:
+        return unwrap_fast(image, location, grid)
+
+    def grid_coordinates(
+        self, location: CanGeometry, grid: LayerGrid, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return grid_coordinates(location, shape, grid)
 
 
 CELL_VIEWS: dict[str, Callable[[], CellView[Any]]] = {CYLINDRICAL: CylindricalView}

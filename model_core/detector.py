@@ -4,21 +4,32 @@ A checkpoint directory holds the autoencoder (`autoencoder.keras`), the normal-p
 (`memory.npz`), how both were configured and which cell view unrolls the slices
 (`detector.json`) and `metadata.json` (threshold, version, hashes of every file). Serving never
 imports the training code.
+
+Two scoring paths: `search="exact"`, the reference (scipy's interpolation, every memory patch
+compared in full), and `search="fast"` (`model_core.fast_path`, `model_core.fast_search`: OpenCV
+remaps, the batch's search per patch row through a projection and a cluster-pruned index stored
+in `memory.npz`). A spec names its path; checkpoints from before it (no `search`) are exact and
+score exactly as they did. `Detector.load(dir, search=...)` overrides the spec's choice.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from threadpoolctl import ThreadpoolController
 
+from model_core import fast_path
 from model_core.cell_view import DEFAULT_CELL_VIEW, cell_view
+from model_core.fast_search import FastSearchConfig
 from model_core.network import NetworkConfig
 from model_core.patch_memory import PatchMemory
 from model_core.scoring import PatchMemoryConfig, image_anomaly_map, layer_grid, slice_score
@@ -30,6 +41,8 @@ MODEL_FILE = "autoencoder.keras"
 MEMORY_FILE = "memory.npz"
 SPEC_FILE = "detector.json"
 
+Search = Literal["exact", "fast"]
+
 
 class DetectorSpec(BaseModel):
     """How the detector's parts were built; stored with the checkpoint. A spec written before
@@ -40,6 +53,11 @@ class DetectorSpec(BaseModel):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     memory: PatchMemoryConfig = Field(default_factory=PatchMemoryConfig)
     cell_view: str = Field(DEFAULT_CELL_VIEW, description="The cell view that unrolls slices to the layer grid")
+    search: Search = Field(
+        "exact",
+        description="Scoring path: the exact reference, or the fast one (needs the memory's fast index)",
+    )
+    fast: FastSearchConfig = Field(default_factory=FastSearchConfig, description="How the fast index is built")
 
     @field_validator("cell_view")
     @classmethod
@@ -61,13 +79,25 @@ class ScanScore:
 class DetectorCore:
     """The trained parts and the scoring of a batch, without checkpoint bookkeeping."""
 
-    def __init__(self, spec: DetectorSpec, autoencoder: Any, memory: PatchMemory) -> None:
+    def __init__(
+        self,
+        spec: DetectorSpec,
+        autoencoder: Any,
+        memory: PatchMemory,
+        *,
+        search: Search | None = None,
+        threads: int | None = None,
+    ) -> None:
         import tensorflow as tf
 
         self.spec = spec
         self.view = cell_view(spec.cell_view)
         if memory.wrap != self.view.wraps:
             raise ValueError(f"a {spec.cell_view} detector needs a memory with wrap={self.view.wraps}")
+        self.search: Search = search or spec.search
+        if self.search == "fast" and not memory.has_fast_index:
+            # an older checkpoint asked to run fast: the index is fitted here, the same on every load
+            memory = memory.with_fast_index(spec.fast, np.random.default_rng(0))
         self.autoencoder = autoencoder
         self.memory = memory
         self._reconstruct: Callable[[Any], Any] = tf.function(
@@ -75,6 +105,8 @@ class DetectorCore:
         )
         # Keras models and the memory's scratch arrays are not meant for concurrent callers.
         self._lock = threading.Lock()
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self._blas = ThreadpoolController()
 
     @property
     def image_size(self) -> int:
@@ -94,33 +126,57 @@ class DetectorCore:
         score = slice_score(patch_map, self.spec.memory)
         return score, image_anomaly_map(patch_map, location, self.spec.memory, image.shape, self.view)
 
+    def anomalies_fast(self, images: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """The anomaly score and map of every slice of a batch by the fast path: the per-slice
+        steps and the patch rows' searches spread over `threads` threads, BLAS single-threaded
+        meanwhile (its own threads only contend with them on matrices this small)."""
+        config = self.spec.memory
+        shape = (images.shape[1], images.shape[2])
+
+        def draw(item: tuple[np.ndarray, Any]) -> tuple[float, np.ndarray]:
+            patch_map, location = item
+            return slice_score(patch_map, config), fast_path.anomaly_map(patch_map, location, config, shape, self.view)
+
+        with (
+            ThreadPoolExecutor(self.threads, thread_name_prefix="detector") as pool,
+            self._blas.limit(limits=1, user_api="blas"),
+        ):
+            grids, locations = fast_path.layer_grids(images, config, self.view, pool.map)
+            cuts = fast_path.batch_patches(grids, config, wrap=self.view.wraps)
+            with self._lock:
+                maps = self.memory.fast_patch_maps(cuts, pool.map)
+            return list(pool.map(draw, zip(maps, locations, strict=True)))
+
     def scores(self, images: np.ndarray, threshold: float) -> list[ScanScore]:
         images = _check_batch(images, self.image_size)
         if images.shape[0] == 0:
             return []
         errors = self.reconstruction_errors(images)
-        out = []
-        for image, error in zip(images, errors, strict=True):
-            score, amap = self.anomaly(image)
-            out.append(ScanScore(float(error), score, score > threshold, amap))
-        return out
+        fast = self.search == "fast"
+        anomalies = self.anomalies_fast(images) if fast else [self.anomaly(image) for image in images]
+        return [
+            ScanScore(float(error), score, score > threshold, amap)
+            for (score, amap), error in zip(anomalies, errors, strict=True)
+        ]
 
     def save_parts(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.autoencoder.save(directory / MODEL_FILE)
-        arrays = self.memory.to_arrays()
-        np.savez_compressed(directory / MEMORY_FILE, bank=arrays["bank"], row_scale=arrays["row_scale"])
+        arrays: dict[str, Any] = self.memory.to_arrays()
+        np.savez_compressed(directory / MEMORY_FILE, **arrays)
         (directory / SPEC_FILE).write_text(self.spec.model_dump_json(indent=2) + "\n")
 
     @classmethod
-    def load_parts(cls, directory: Path) -> DetectorCore:
+    def load_parts(cls, directory: Path, *, search: Search | None = None) -> DetectorCore:
         import keras
 
         spec = DetectorSpec.model_validate(json.loads((directory / SPEC_FILE).read_text()))
         autoencoder = keras.models.load_model(directory / MODEL_FILE, compile=False)
         with np.load(directory / MEMORY_FILE) as arrays:
-            memory = PatchMemory.from_arrays(spec.memory, dict(arrays), wrap=cell_view(spec.cell_view).wraps)
-        return cls(spec, autoencoder, memory)
+            memory = PatchMemory.from_arrays(
+                spec.memory, dict(arrays), wrap=cell_view(spec.cell_view).wraps, fast=spec.fast
+            )
+        return cls(spec, autoencoder, memory, search=search)
 
 
 def _check_batch(images: np.ndarray, size: int) -> np.ndarray:
@@ -141,16 +197,17 @@ class Detector:
         self.metadata = metadata
 
     @classmethod
-    def load(cls, checkpoint_dir: Path) -> Detector:
+    def load(cls, checkpoint_dir: Path, *, search: Search | None = None) -> Detector:
         """Verify the checkpoint's hashes, then load it. Raises `CheckpointIntegrityError` on a
-        tampered or incomplete checkpoint and `CheckpointError` when it cannot be loaded."""
+        tampered or incomplete checkpoint and `CheckpointError` when it cannot be loaded.
+        `search` picks the scoring path ("exact" | "fast"); None keeps the checkpoint's own."""
         from model_core.checkpoint import verify_checkpoint
         from model_core.errors import CheckpointError
 
         checkpoint_dir = Path(checkpoint_dir)
         metadata = verify_checkpoint(checkpoint_dir)
         try:
-            core = DetectorCore.load_parts(checkpoint_dir)
+            core = DetectorCore.load_parts(checkpoint_dir, search=search)
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot load checkpoint {checkpoint_dir}: {exc}") from exc
         return cls(core, metadata)
@@ -166,6 +223,11 @@ class Detector:
     @property
     def image_size(self) -> int:
         return self.core.image_size
+
+    @property
+    def search(self) -> Search:
+        """The scoring path this detector runs: "exact" (the reference) or "fast"."""
+        return self.core.search
 
     @property
     def cell_view(self) -> str:

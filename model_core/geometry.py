@@ -12,6 +12,7 @@ pixel or more around the turn, and on a circle's grid that drift is as large as 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -154,3 +155,53 @@ def rewrap(polar_map: np.ndarray, geometry: CanGeometry, shape: tuple[int, int],
     )
     values[radius_index > radial - 0.5] = 0.0
     return values
+
+
+# --- The fast path: the same sampling through OpenCV's remap on maps built from cached unit grids ---
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_polar(rows: int, columns: int, extent: float) -> tuple[np.ndarray, np.ndarray]:
+    """rho * cos and rho * sin of the layer grid, before any can's axes and centre (per grid)."""
+    rho = (np.arange(rows, dtype=np.float32) + 0.5) / rows * np.float32(extent)
+    angles = np.arange(columns, dtype=np.float32) / columns * np.float32(2 * np.pi)
+    return rho[:, None] * np.cos(angles)[None, :], rho[:, None] * np.sin(angles)[None, :]
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_offsets(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    return rows, cols
+
+
+def unwrap_fast(image: np.ndarray, geometry: CanGeometry, grid: LayerGrid) -> np.ndarray:
+    """`unwrap` through `cv2.remap` (bilinear, edge replicated): the sampling map is one affine
+    step from a cached unit grid, and the interpolation runs at 1/32 pixel in fixed point."""
+    import cv2
+
+    unit_cos, unit_sin = _unit_polar(grid.rows, grid.columns, float(grid.extent))
+    major, minor = geometry.semi_axes
+    cos_a, sin_a = np.float32(np.cos(geometry.axis_angle)), np.float32(np.sin(geometry.axis_angle))
+    along, across = unit_cos * np.float32(major), unit_sin * np.float32(minor)
+    map_rows = np.float32(geometry.center_row) + sin_a * along + cos_a * across
+    map_cols = np.float32(geometry.center_col) + cos_a * along - sin_a * across
+    source = np.ascontiguousarray(image, dtype=np.float32)
+    return np.asarray(
+        cv2.remap(source, map_cols, map_rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), dtype=np.float32
+    )
+
+
+def grid_coordinates(geometry: CanGeometry, shape: tuple[int, int], grid: LayerGrid) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of a slice of `shape`, its fractional (row, column) on the layer grid, as
+    `rewrap` samples it: row -0.5 at the centre, `grid.rows - 0.5` at `grid.extent`; column in
+    [0, grid.columns) around the turn."""
+    rows, cols = _pixel_offsets(shape)
+    d_row, d_col = rows - np.float32(geometry.center_row), cols - np.float32(geometry.center_col)
+    major, minor = geometry.semi_axes
+    cos_a, sin_a = np.float32(np.cos(geometry.axis_angle)), np.float32(np.sin(geometry.axis_angle))
+    along = (cos_a * d_col + sin_a * d_row) / np.float32(major)
+    across = (cos_a * d_row - sin_a * d_col) / np.float32(minor)
+    radius_index = np.hypot(along, across) * np.float32(grid.rows / grid.extent) - np.float32(0.5)
+    angle_index = np.arctan2(across, along) * np.float32(grid.columns / (2 * np.pi))
+    angle_index[angle_index < 0] += np.float32(grid.columns)
+    return radius_index, angle_index

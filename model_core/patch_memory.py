@@ -6,17 +6,24 @@ a winding end: rare normal structures whose examples lie far apart) the excess o
 Where the grid's columns wrap (`PatchMemory.wrap`, the cell view's `wraps`), patches and the
 smoothing of the map continue across the seam; where they do not, nothing borrows across it.
 How a slice becomes a layer grid and a map becomes a score: `model_core.scoring`.
+
+A memory may also carry the fast path's index (`model_core.fast_search`: a projection and the
+cluster centres of every row, fitted at training time): `with_fast_index` fits it,
+`fast_patch_maps` scores a whole batch through it. Memories without it (older checkpoints) score
+exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
+from model_core.fast_search import FastSearchConfig, Projection, PrunedIndex
 from model_core.scoring import PatchMemoryConfig
 
 
@@ -74,6 +81,10 @@ class PatchMemory:
     bank: list[np.ndarray]
     row_scale: np.ndarray = field(default_factory=lambda: np.ones(0, dtype=np.float32))
     wrap: bool = True
+    projection: Projection | None = None
+    centres: np.ndarray | None = None  # (rows, C, d): the fast index's k-means centres
+    fast: FastSearchConfig = field(default_factory=FastSearchConfig)
+    _fast_index: PrunedIndex | None = field(default=None, repr=False)
     _bank_sq: list[np.ndarray] = field(default_factory=list, repr=False)
     _neighbours: list[np.ndarray] = field(default_factory=list, repr=False)
     _spread: list[np.ndarray] = field(default_factory=list, repr=False)
@@ -97,6 +108,27 @@ class PatchMemory:
         if self.row_scale.size != rows:
             self.row_scale = np.ones(rows, dtype=np.float32)
         self._index_spread()
+        self._fast_index = None
+        if self.projection is not None and self.centres is not None:
+            self._fast_index = PrunedIndex(self._neighbours, self.projection, list(self.centres), self.fast)
+
+    @property
+    def has_fast_index(self) -> bool:
+        return self._fast_index is not None
+
+    def with_fast_index(self, fast: FastSearchConfig, rng: np.random.Generator) -> PatchMemory:
+        """The same memory with the fast path's index fitted on its own patches."""
+        projection = Projection.fit(np.concatenate(self.bank), fast.dims)
+        centres = PrunedIndex.fit_centres(self._neighbours, projection, fast, rng)
+        return PatchMemory(
+            config=self.config,
+            bank=self.bank,
+            row_scale=self.row_scale,
+            wrap=self.wrap,
+            projection=projection,
+            centres=centres,
+            fast=fast,
+        )
 
     def _index_spread(self) -> None:
         """How far each memory patch is from its `density_k`-th nearest fellow: small among the
@@ -198,10 +230,69 @@ class PatchMemory:
             scaled = ndimage.gaussian_filter(scaled, sigma=self.config.smoothing, mode=mode)
         return np.asarray(scaled, dtype=np.float32)
 
+    def fast_patch_maps(self, cuts: np.ndarray, mapper: Callable[..., Iterable[Any]] = map) -> np.ndarray:
+        """`patch_map` of a batch of patch sets (N, patch rows, patch columns, features) through
+        the fast index: (N, patch rows, patch columns). Each patch row's search covers the whole
+        batch; `mapper` (a thread pool's `map`) runs the rows."""
+        index_ = self._fast_index
+        if index_ is None:
+            raise ValueError("this memory has no fast index (see with_fast_index)")
+        count, rows, cols, features = cuts.shape
+        projected = index_.projection(cuts.reshape(-1, features)).reshape(count, rows, cols, -1)
+        raw = np.empty((count, rows, cols), dtype=np.float32)
+
+        def search(row: int) -> None:
+            queries = cuts[:, row].reshape(-1, features)
+            distance, index = index_.nearest(row, queries, projected[:, row].reshape(len(queries), -1))
+            if self._spread:
+                excess = np.maximum(self._spread[row][index] - self._typical_spread[row], 0.0)
+                distance = np.maximum(distance - excess, 0.0)
+            raw[:, row] = distance.reshape(count, cols)
+
+        for _ in mapper(search, range(rows)):
+            pass
+        levelled: np.ndarray = raw
+        if self.config.level:
+            levelled = raw / np.maximum(np.median(raw, axis=(1, 2), keepdims=True), 1e-6)
+        scaled = levelled / self.row_scale[None, :, None]
+        if self.config.smoothing > 0:
+            sigma = (0.0, self.config.smoothing, self.config.smoothing)
+            scaled = ndimage.gaussian_filter(
+                scaled, sigma=sigma, mode=("nearest", "nearest", "wrap" if self.wrap else "nearest")
+            )
+        return np.asarray(scaled, dtype=np.float32)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"bank": np.stack(self.bank), "row_scale": self.row_scale}
+        arrays = {"bank": np.stack(self.bank), "row_scale": self.row_scale}
+        if self.projection is not None and self.centres is not None:
+            arrays |= {"projection_mean": self.projection.mean, "projection_basis": self.projection.basis}
+            arrays["centres"] = self.centres
+        return arrays
 
     @classmethod
-    def from_arrays(cls, config: PatchMemoryConfig, arrays: dict[str, np.ndarray], *, wrap: bool = True) -> PatchMemory:
+    def from_arrays(
+        cls,
+        config: PatchMemoryConfig,
+        arrays: dict[str, np.ndarray],
+        *,
+        wrap: bool = True,
+        fast: FastSearchConfig | None = None,
+    ) -> PatchMemory:
+        """A memory from `to_arrays`; the fast index when the arrays hold one (newer checkpoints)."""
         bank = [np.ascontiguousarray(row, dtype=np.float32) for row in arrays["bank"]]
-        return cls(config=config, bank=bank, row_scale=np.asarray(arrays["row_scale"], dtype=np.float32), wrap=wrap)
+        projection = centres = None
+        if "projection_basis" in arrays and "centres" in arrays:
+            projection = Projection(
+                np.asarray(arrays["projection_mean"], dtype=np.float32),
+                np.ascontiguousarray(arrays["projection_basis"], dtype=np.float32),
+            )
+            centres = np.asarray(arrays["centres"], dtype=np.float32)
+        return cls(
+            config=config,
+            bank=bank,
+            row_scale=np.asarray(arrays["row_scale"], dtype=np.float32),
+            wrap=wrap,
+            projection=projection,
+            centres=centres,
+            fast=fast or FastSearchConfig(),
+        )

@@ -260,6 +260,8 @@ def train_detector(
     else:
         autoencoder = build_autoencoder(config.network, seed=config.seed)
         spec = DetectorSpec(network=config.network, memory=config.memory, cell_view=config.cell_view)
+    # every training produces the fast form (a warm start from an older, exact parent too)
+    spec = spec.model_copy(update={"search": "fast"})
     history = _train_autoencoder(autoencoder, train, val, config, rng, progress)
 
     bank_idx, calib_idx = _split(len(train), config.calibration_fraction, rng)
@@ -268,6 +270,7 @@ def train_detector(
     previous = parent.core.memory if parent else None
     memory = PatchMemory.fit([grids[i] for i in bank_idx], spec.memory, rng, previous, wrap=view.wraps)
     memory.calibrate_rows([grids[i] for i in calib_idx])
+    memory = memory.with_fast_index(spec.fast, rng)
     core = DetectorCore(spec, autoencoder, memory)
 
     scored = score_set(core, val, defect_images)
