@@ -42,6 +42,12 @@ class ModelMetrics:
         )
         for reason in REFUSAL_REASONS:
             self.model_updates_refused.labels(reason=reason)
+        self.checkpoints_refused = Counter(
+            "battery_ct_checkpoints_refused_total",
+            "Checkpoints refused at load, by reason (unsigned, bad_signature, files_changed, name_mismatch, ...)",
+            ["reason"],
+            registry=registry,
+        )
 
     def model_serving(self, version: str, threshold: float) -> None:
         self.model_info.clear()

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from model_core.detector import Detector
 from model_core.serving import ModelHolder
+from runtime.dead_letters import error_code
 from runtime.http import Health
 from runtime.logs import printable
 from runtime.metrics import ModelMetrics
@@ -107,7 +108,7 @@ class ServedModel:
         self.refused: set[str] = set()
         self.feed_open = asyncio.Event()  # the feed is open: no update is missed from now on
         self.first_attempted = asyncio.Event()  # the registry's current version was tried at least once
-        self._swapped = asyncio.Event()  # set (and replaced) at every swap
+        self._changed = asyncio.Event()  # set (and replaced) at every swap or refusal
 
     @property
     def current(self) -> Detector | None:
@@ -153,12 +154,14 @@ class ServedModel:
                 if is_retriable(exc):
                     raise  # the store is down: not the checkpoint's fault
                 self.refused.add(version)
+                self._announce_change()
+                reason = getattr(exc, "reason", None) or error_code(exc)
                 self._metrics.model_load_failures.inc()
-                log.error("model %s refused, %s keeps serving: %s", version, self.serving_version, exc)
+                self._metrics.checkpoints_refused.labels(reason=str(reason)).inc()
+                log.error("model %s refused (%s), %s keeps serving: %s", version, reason, self.serving_version, exc)
                 return False
             previous = self.holder.swap(detector)
-            self._swapped.set()
-            self._swapped = asyncio.Event()
+            self._announce_change()
             self._metrics.model_serving(detector.version, detector.threshold)
             log.info(
                 "model %s serving (threshold %.6g), replacing %s",
@@ -171,7 +174,16 @@ class ServedModel:
     async def wait_for_version(self, version: str) -> None:
         """Return once `version` serves (bound it with a timeout)."""
         while self.serving_version != version:
-            await self._swapped.wait()
+            await self._changed.wait()
+
+    async def wait_for_refusal(self, version: str) -> None:
+        """Return once `version` has been refused (bound it with a timeout)."""
+        while version not in self.refused:
+            await self._changed.wait()
+
+    def _announce_change(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def wait_for_first_model(self, stop: asyncio.Event, *, poll_s: float | None = None) -> bool:
         """Serve the registry's current version, waiting while there is none; False if stopped first."""

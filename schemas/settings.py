@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     retrain_batch_size: int = Field(32, ge=1, description="Accepted scans that trigger a retrain")
     retrain_max_age_s: float = Field(300.0, gt=0, description="Oldest accepted scan before a retrain anyway")
     retrain_epochs: int = Field(8, ge=1, description="Epochs of a warm-start retraining")
+    signing_key: SecretStr | None = Field(
+        None,
+        description="Ed25519 private key that signs published checkpoints (base64 of 32 bytes, or PEM; "
+        "`battery-ct checkpoints keygen`); the retrain consumer's alone",
+    )
+    verify_key: str | None = Field(
+        None,
+        description="Ed25519 public key(s), comma separated: every loader refuses a checkpoint not signed by "
+        "one of them; unset: unsigned checkpoints load (development)",
+    )
     checkpoint_dir: Path = Field(
         Path.home() / ".cache" / "battery-ct" / "work", description="Local working directory for checkpoints"
     )

@@ -78,9 +78,10 @@ def heatmap_writer(
 
 def registry_source(store: ObjectStore, settings: Settings) -> ModelSource:
     from model_core.registry import Registry
+    from runtime.safety import registry_keys
     from storage.registry_store import S3BlobStore
 
-    return Registry(S3BlobStore(store, settings.bucket_models))
+    return Registry(S3BlobStore(store, settings.bucket_models), **registry_keys(settings))
 
 
 class InferenceService:

@@ -72,10 +72,13 @@ def manifest_io(store: ObjectStore, bucket: str) -> ManifestIO:
 
 def s3_registry(store: ObjectStore, settings: Settings) -> WritableRegistry:
     from model_core.registry import Registry
+    from runtime.safety import registry_keys
     from storage.registry_store import S3BlobStore
 
     owner = f"retrain-{instance_id(settings)}"  # a restarted instance takes its own lease back at once
-    registry: WritableRegistry = Registry(S3BlobStore(store, settings.bucket_models), owner=owner)
+    # The one process that signs what it publishes (and verifies what it warm-starts from).
+    keys = registry_keys(settings, sign=True)
+    registry: WritableRegistry = Registry(S3BlobStore(store, settings.bucket_models), owner=owner, **keys)
     return registry
 
 

@@ -207,13 +207,16 @@ def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
     from runtime.kafka import instance_id
     from runtime.model_updates import KafkaUpdateFeed
     from runtime.publisher import KafkaPublisher
+    from runtime.safety import registry_keys
     from storage.object_store import ObjectStore
     from storage.registry_store import S3BlobStore
     from storage.scans import scan_decoder
     from storage.urls import parse_image_url
 
     store = ObjectStore.from_settings(settings)
-    registry = Registry(S3BlobStore(store, settings.bucket_models), owner=f"facade-{instance_id(settings)}")
+    registry = Registry(
+        S3BlobStore(store, settings.bucket_models), owner=f"facade-{instance_id(settings)}", **registry_keys(settings)
+    )
     return Services(
         settings=settings,
         store=store,

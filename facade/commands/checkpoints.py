@@ -59,20 +59,45 @@ def register(subparsers: Any) -> None:
             "publish a ModelUpdate (status rolled_back) so every consumer and facade switches to it."
         ),
     )
+    keygen = actions.add_parser(
+        "keygen",
+        help="print a new checkpoint signing key pair (Ed25519)",
+        description=(
+            "Print a new key pair as environment lines: BATTERY_CT_SIGNING_KEY (give it to the retrain consumer "
+            "alone) and BATTERY_CT_VERIFY_KEY (give it to every service; several, comma separated, during a "
+            "rotation). See docs/SECURITY.md."
+        ),
+    )
+    keygen.set_defaults(handler=_keygen)
+
     rolling.add_argument("version", metavar="VERSION")
     rolling.add_argument("--reason", default=None, help="why (kept in the registry and the ModelUpdate)")
     rolling.set_defaults(handler=_rollback)
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from model_core.signing import generate_keypair
+
+    pair = generate_keypair()
+    print(f"# key id {pair.key_id}: the signing key is a secret, for the retrain consumer only")
+    print(f"BATTERY_CT_SIGNING_KEY={pair.signing_key}")
+    print(f"BATTERY_CT_VERIFY_KEY={pair.verify_key}")
+    return 0
+
+
 def open_registry(settings: Settings, *, create: bool = False) -> Registry:
     from model_core.registry import Registry
+    from runtime.safety import registry_keys
     from storage.object_store import ObjectStore
     from storage.registry_store import S3BlobStore
 
     store = ObjectStore.from_settings(settings)
     if create:
         store.ensure_bucket(settings.bucket_models)
-    return Registry(S3BlobStore(store, settings.bucket_models), owner=f"cli-{settings.instance_id or 'operator'}")
+    keys = registry_keys(settings, sign=settings.signing_key is not None)  # an operator's import signs with it
+    return Registry(
+        S3BlobStore(store, settings.bucket_models), owner=f"cli-{settings.instance_id or 'operator'}", **keys
+    )
 
 
 def record_line(record: VersionRecord) -> dict[str, Any]:

@@ -229,6 +229,8 @@ async def test_a_promoted_model_is_hot_swapped_and_a_bad_one_refused(
     registry.promote(bad)
     update = ModelUpdate(status="promoted", version=bad, current_version=bad, threshold=0.1)
     await produce_messages(settings, settings.topic_model_updates, [(MODEL_UPDATE_KEY, update.to_json())])
+    # Only what the registry names current is followed: the next promotion waits until this one was tried.
+    await asyncio.wait_for(running.served.wait_for_refusal(bad), timeout=120)
     good = registry.publish(trained_checkpoints["v2"])
     registry.promote(good)
     update = ModelUpdate(status="promoted", version=good, current_version=good, threshold=0.1)
@@ -243,7 +245,7 @@ async def test_a_promoted_model_is_hot_swapped_and_a_bad_one_refused(
         if versions == [good]:
             break
     assert versions == [good]
-    # Updates apply in order, so the bad checkpoint was tried and refused before v2.
+    # The bad checkpoint was tried and refused before v2.
     assert running.registry.get_sample_value("battery_ct_model_load_failures_total") == 1
     assert running.registry.get_sample_value("battery_ct_model_info", {"version": good}) == 1
     assert running.registry.get_sample_value("battery_ct_model_info", {"version": first}) is None
