@@ -100,20 +100,25 @@ def _stages_fast(core: Any, images: np.ndarray) -> dict[str, float]:
     with ThreadPoolExecutor(core.threads) as pool, ThreadpoolController().limit(limits=1, user_api="blas"):
 
         def unwrap(image: np.ndarray) -> tuple[np.ndarray, Any]:
-            location = view.locate(image)
+            location = view.locate_fast(image)
             return view.unroll_fast(fast_path.denoise(image, config.denoise), location, config.grid), location
 
         unrolled, unwrap_s = _timed(lambda: list(pool.map(unwrap, images)))
         stacked = np.stack([grid for grid, _ in unrolled])
 
         def features() -> np.ndarray:
-            short = stacked - fast_path.column_trends(stacked, max(3, round(config.detrend * config.columns)))
-            long = stacked - fast_path.column_trends(stacked, max(3, round(config.detrend_long * config.columns)))
-            grids = np.stack([short, config.detrend_long_weight * long], axis=1)
-            return fast_path.batch_patches(grids, config, wrap=view.wraps)
+            windows = [
+                max(3, round(config.detrend * config.columns)),
+                max(3, round(config.detrend_long * config.columns)),
+            ]
+            short, long = (
+                stacked - trend for trend in pool.map(lambda w: fast_path.column_trends(stacked, w), windows)
+            )
+            return np.stack([short, config.detrend_long_weight * long], axis=1)
 
-        cuts, features_s = _timed(features)
-        maps, search_s = _timed(lambda: core.memory.fast_patch_maps(cuts, pool.map))
+        grids, features_s = _timed(features)
+        # the fast path cuts each patch row's patches inside its search (one row of the batch at a time)
+        maps, search_s = _timed(lambda: core.memory.fast_patch_maps(grids, pool.map))
 
         def draw() -> None:
             def one(item: tuple[np.ndarray, tuple[np.ndarray, Any]]) -> None:
@@ -136,15 +141,14 @@ def _stages_fast(core: Any, images: np.ndarray) -> dict[str, float]:
 def _recall(core: Any, images: np.ndarray) -> float:
     """How often the fast search finds the exact search's nearest patch, over one batch."""
     from model_core import fast_path
-    from model_core.patch_memory import _nearest
+    from model_core.patch_memory import _nearest, patch_rows, row_patches
 
     config, memory = core.spec.memory, core.memory
     grids, _ = fast_path.layer_grids(images, config, core.view)
-    cuts = fast_path.batch_patches(grids, config, wrap=core.view.wraps)
     index = memory._fast_index
     hits = total = 0
-    for row in range(cuts.shape[1]):
-        queries = cuts[:, row].reshape(-1, cuts.shape[-1])
+    for row in range(patch_rows(grids, config)):
+        queries = row_patches(grids, row, config, wrap=core.view.wraps)
         _, exact = _nearest(queries, memory._neighbours[row], memory._bank_sq[row])
         _, found = index.nearest(row, queries, index.projection(queries))
         hits += int((exact == found).sum())

@@ -66,6 +66,10 @@ class CellView(Protocol[Location]):
         """Values on the layer grid drawn onto the slice's pixels, `shape`; 0 outside the grid."""
         ...
 
+    def locate_fast(self, image: np.ndarray) -> Location:
+        """`locate` for the fast scoring path: the same search with cheaper filters."""
+        ...
+
     def unroll_fast(self, image: np.ndarray, location: Location, grid: LayerGrid) -> np.ndarray:
         """`unroll` for the fast scoring path (`model_core.fast_path`): the same sampling through
         a cheaper interpolator, equal to within its fixed-point precision."""
@@ -96,6 +100,9 @@ class CylindricalView:
         self, values: np.ndarray, location: CanGeometry, grid: LayerGrid, shape: tuple[int, int]
     ) -> np.ndarray:
         return rewrap(values, location, shape, grid.extent)
+
+    def locate_fast(self, image: np.ndarray) -> CanGeometry:
+        return find_can(image, fast=True)
 
     def unroll_fast(self, image: np.ndarray, location: CanGeometry, grid: LayerGrid) -> np.ndarray:
         return unwrap_fast(image, location, grid)

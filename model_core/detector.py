@@ -103,8 +103,10 @@ class DetectorCore:
         self._reconstruct: Callable[[Any], Any] = tf.function(
             lambda batch: autoencoder(batch, training=False), reduce_retracing=True
         )
-        # Keras models and the memory's scratch arrays are not meant for concurrent callers.
+        # Keras models and the memory's scratch arrays are not meant for concurrent callers: one
+        # lock each, so that the fast path runs the autoencoder beside the memory's search.
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
         self.threads = threads or len(os.sched_getaffinity(0))
         self._blas = ThreadpoolController()
 
@@ -114,7 +116,7 @@ class DetectorCore:
 
     def reconstruction_errors(self, images: np.ndarray) -> np.ndarray:
         """Mean squared reconstruction error per image, (N,)."""
-        with self._lock:
+        with self._model_lock:
             recon = np.asarray(self._reconstruct(images[..., None].astype(np.float32)))[..., 0]
         return np.asarray(np.mean(np.square(images - recon), axis=(1, 2)), dtype=np.float64)
 
@@ -142,18 +144,24 @@ class DetectorCore:
             self._blas.limit(limits=1, user_api="blas"),
         ):
             grids, locations = fast_path.layer_grids(images, config, self.view, pool.map)
-            cuts = fast_path.batch_patches(grids, config, wrap=self.view.wraps)
             with self._lock:
-                maps = self.memory.fast_patch_maps(cuts, pool.map)
+                maps = self.memory.fast_patch_maps(grids, pool.map)
             return list(pool.map(draw, zip(maps, locations, strict=True)))
 
     def scores(self, images: np.ndarray, threshold: float) -> list[ScanScore]:
         images = _check_batch(images, self.image_size)
         if images.shape[0] == 0:
             return []
-        errors = self.reconstruction_errors(images)
-        fast = self.search == "fast"
-        anomalies = self.anomalies_fast(images) if fast else [self.anomaly(image) for image in images]
+        if self.search == "fast":
+            # the autoencoder (TensorFlow's own threads) beside the memory's work: each leaves the
+            # cores idle part of the time, together they fill them
+            with ThreadPoolExecutor(1, thread_name_prefix="autoencoder") as side:
+                pending = side.submit(self.reconstruction_errors, images)
+                anomalies = self.anomalies_fast(images)
+                errors = pending.result()
+        else:
+            errors = self.reconstruction_errors(images)
+            anomalies = [self.anomaly(image) for image in images]
         return [
             ScanScore(float(error), score, score > threshold, amap)
             for (score, amap), error in zip(anomalies, errors, strict=True)

@@ -4,7 +4,8 @@
   built from cached unit grids) instead of scipy's general filters and interpolator;
 - the running medians of the detrend for the whole batch at once, on a sliding window (the same
   medians, exactly, as `scoring.column_trend`'s median filter);
-- the patch memory's search for the whole batch per patch row (`PatchMemory.fast_patch_maps`);
+- the patches cut and searched for the whole batch per patch row, the rows spread over threads
+  (`PatchMemory.fast_patch_maps`);
 - the map back in one `cv2.remap` from the patch map straight to the pixels (the exact path
   spreads the patch map over the layer grid first, then maps the grid back: two interpolations).
 
@@ -61,7 +62,7 @@ def layer_grids(
     spreads it over the cores: OpenCV and most of numpy release the GIL)."""
 
     def unroll(image: np.ndarray) -> tuple[np.ndarray, Any]:
-        location = view.locate(image)
+        location = view.locate_fast(image)
         source = denoise(image, config.denoise) if config.denoise > 0 else np.asarray(image, dtype=np.float32)
         return view.unroll_fast(source, location, config.grid), location
 
@@ -70,28 +71,14 @@ def layer_grids(
     locations = [location for _, location in unrolled]
     if config.detrend <= 0:
         return stacked, locations
-    residual = stacked - column_trends(stacked, max(3, round(config.detrend * config.columns)), wrap=view.wraps)
-    if config.detrend_long <= 0:
+    windows = [max(3, round(config.detrend * config.columns))]
+    if config.detrend_long > 0:
+        windows.append(max(3, round(config.detrend_long * config.columns)))
+    trends = list(mapper(lambda window: column_trends(stacked, window, wrap=view.wraps), windows))
+    residual = stacked - trends[0]
+    if len(trends) == 1:
         return residual, locations
-    window = max(3, round(config.detrend_long * config.columns))
-    long = stacked - column_trends(stacked, window, wrap=view.wraps)
-    return np.stack([residual, config.detrend_long_weight * long], axis=1), locations
-
-
-def batch_patches(grids: np.ndarray, config: PatchMemoryConfig, *, wrap: bool = True) -> np.ndarray:
-    """`patch_memory.patches` of a stack of grids (N, [channels,] rows, columns) in one copy:
-    (N, patch rows, patch columns, channels * patch * patch), channel by channel in each patch."""
-    if grids.ndim == 3:
-        grids = grids[:, None]
-    columns = grids.shape[-1]
-    padded = np.concatenate([grids, grids[..., : config.patch - 1]], axis=-1) if wrap else grids
-    windows = sliding_window_view(padded, (config.patch, config.patch), axis=(-2, -1))
-    windows = windows[:, :, :: config.stride, :: config.stride]
-    if wrap:
-        windows = windows[:, :, :, : min(windows.shape[3], columns // config.stride)]
-    count, _, rows, cols = windows.shape[:4]
-    ordered = windows.transpose(0, 2, 3, 1, 4, 5)
-    return np.ascontiguousarray(ordered.reshape(count, rows, cols, -1), dtype=np.float32)
+    return np.stack([residual, config.detrend_long_weight * (stacked - trends[1])], axis=1), locations
 
 
 def anomaly_map(

@@ -35,7 +35,7 @@ class FastSearchConfig(BaseModel):
     clusters: int = Field(64, ge=1, description="k-means centres per patch row's band")
     min_list: int = Field(48, ge=1, description="Fewer centres where a band holds fewer than clusters * min_list")
     spill: int = Field(2, ge=1, description="Centres each memory patch is listed under")
-    probes: int = Field(3, ge=1, description="Nearest centres whose lists a query patch searches")
+    probes: int = Field(2, ge=1, description="Nearest centres whose lists a query patch searches")
     iterations: int = Field(12, ge=1, description="k-means rounds at training time")
 
 
@@ -56,7 +56,8 @@ class Projection:
         return cls(mean.astype(np.float32), np.ascontiguousarray(basis, dtype=np.float32))
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
-        return np.asarray((patches - self.mean) @ self.basis, dtype=np.float32)
+        # (x - mean) @ basis without the centred copy of x
+        return np.asarray(patches @ self.basis - self.mean @ self.basis, dtype=np.float32)
 
 
 def _squared(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -83,8 +84,8 @@ class _RowLists:
     centres: np.ndarray  # (C, d)
     centre_sq: np.ndarray  # (C,)
     members: list[np.ndarray]  # per centre: indices into the band's patches
-    vectors: list[np.ndarray]  # per centre: their projections, (n_c, d)
-    vector_sq: list[np.ndarray]  # per centre: squared norms of those
+    scaled: list[np.ndarray]  # per centre: -2 times their projections, transposed, (d, n_c)
+    vector_sq: list[np.ndarray]  # per centre: squared norms of those projections
 
 
 class PrunedIndex:
@@ -106,14 +107,13 @@ class PrunedIndex:
             spill = min(config.spill, len(row_centres))
             nearest = np.argpartition(_squared(projected, row_centres), spill - 1, axis=1)[:, :spill]
             members = [np.flatnonzero((nearest == c).any(axis=1)) for c in range(len(row_centres))]
-            vectors = [np.ascontiguousarray(projected[m]) for m in members]
             self.rows.append(
                 _RowLists(
                     centres=np.ascontiguousarray(row_centres, dtype=np.float32),
                     centre_sq=(row_centres * row_centres).sum(axis=1).astype(np.float32),
                     members=members,
-                    vectors=vectors,
-                    vector_sq=[(v * v).sum(axis=1) for v in vectors],
+                    scaled=[np.ascontiguousarray(-2 * projected[m].T) for m in members],
+                    vector_sq=[(projected[m] * projected[m]).sum(axis=1) for m in members],
                 )
             )
 
@@ -146,15 +146,18 @@ class PrunedIndex:
         flat = probe.ravel()
         order = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[order], np.arange(count + 1))
+        grouped = projected[order // probes]  # the queries, centre by centre: one gather per row
         best = np.full(flat.size, np.inf, dtype=np.float32)
         found = np.zeros(flat.size, dtype=np.int64)
         for centre in range(count):
-            picked = order[bounds[centre] : bounds[centre + 1]]
-            if picked.size == 0 or lists.members[centre].size == 0:
+            start, stop = bounds[centre], bounds[centre + 1]
+            if start == stop or lists.members[centre].size == 0:
                 continue
-            squared = lists.vector_sq[centre][None, :] - 2 * projected[picked // probes] @ lists.vectors[centre].T
+            squared = grouped[start:stop] @ lists.scaled[centre]  # |m|^2 - 2 q.m, |q|^2 left out
+            squared += lists.vector_sq[centre]
             winner = squared.argmin(axis=1)
-            best[picked] = squared[np.arange(picked.size), winner]
+            picked = order[start:stop]
+            best[picked] = np.take_along_axis(squared, winner[:, None], axis=1)[:, 0]
             found[picked] = lists.members[centre][winner]
         best_probe = best.reshape(-1, probes).argmin(axis=1)
         index = found.reshape(-1, probes)[np.arange(len(queries)), best_probe]

@@ -81,15 +81,22 @@ def _fit_ellipse(rows: np.ndarray, cols: np.ndarray, circle: CanGeometry) -> Can
     )
 
 
-def find_can(image: np.ndarray) -> CanGeometry:
+def find_can(image: np.ndarray, *, fast: bool = False) -> CanGeometry:
     """Fit the can's ellipse to the brightest pixels, dropping outliers (inclusions, streaks, tabs).
 
     Falls back to the centred inscribed circle when the slice has no ring-like bright structure, so
-    that any square image can still be scored.
+    that any square image can still be scored. `fast`: the 3x3 mean by OpenCV (20x cheaper, equal
+    to float32 round-off), for the fast scoring path.
     """
     size_r, size_c = image.shape
     fallback = CanGeometry((size_r - 1) / 2, (size_c - 1) / 2, 0.47 * min(size_r, size_c))
-    smooth = ndimage.uniform_filter(image.astype(np.float32), size=3)
+    if fast:
+        import cv2
+
+        source = np.ascontiguousarray(image, dtype=np.float32)
+        smooth = np.asarray(cv2.blur(source, (3, 3), borderType=cv2.BORDER_REFLECT))
+    else:
+        smooth = ndimage.uniform_filter(image.astype(np.float32), size=3)
     cut = np.quantile(smooth, 1.0 - _RING_FRACTION)
     rows, cols = np.nonzero(smooth >= cut)
     # Too few candidates, or a flat image where ties make everything a candidate: no ring to fit.

@@ -41,6 +41,28 @@ def patches(grid: np.ndarray, config: PatchMemoryConfig, *, wrap: bool = True) -
     return np.ascontiguousarray(windows[:, :cols].reshape(rows, cols, -1), dtype=np.float32)
 
 
+def patch_rows(grids: np.ndarray, config: PatchMemoryConfig) -> int:
+    """How many patch rows a grid (or a stack of grids) of this config has."""
+    return int((grids.shape[-2] - config.patch) // config.stride + 1)
+
+
+def row_patches(grids: np.ndarray, row: int, config: PatchMemoryConfig, *, wrap: bool = True) -> np.ndarray:
+    """One patch row of a stack of grids (N, [channels,] rows, columns): (N * patch columns,
+    features), grid after grid; for each grid the same as `patches(grid)[row]`."""
+    if grids.ndim == 3:
+        grids = grids[:, None]
+    top = row * config.stride
+    band = grids[:, :, top : top + config.patch]
+    columns = band.shape[-1]
+    if wrap:
+        band = np.concatenate([band, band[..., : config.patch - 1]], axis=-1)
+    windows = sliding_window_view(band, config.patch, axis=-1)[..., :: config.stride, :]  # N, C, patch, cols, patch
+    if wrap:
+        windows = windows[:, :, :, : min(windows.shape[3], columns // config.stride)]
+    ordered = windows.transpose(0, 3, 1, 2, 4)
+    return np.ascontiguousarray(ordered.reshape(-1, ordered[0, 0].size), dtype=np.float32)
+
+
 def coreset(points: np.ndarray, count: int, rng: np.random.Generator, dims: int = 16) -> np.ndarray:
     """Indices of a greedy k-centre coreset (PatchCore): each pick is the point farthest from those
     picked so far, so rare normal patterns (tabs, winding steps) stay in the memory. Distances are
@@ -230,30 +252,29 @@ class PatchMemory:
             scaled = ndimage.gaussian_filter(scaled, sigma=self.config.smoothing, mode=mode)
         return np.asarray(scaled, dtype=np.float32)
 
-    def fast_patch_maps(self, cuts: np.ndarray, mapper: Callable[..., Iterable[Any]] = map) -> np.ndarray:
-        """`patch_map` of a batch of patch sets (N, patch rows, patch columns, features) through
-        the fast index: (N, patch rows, patch columns). Each patch row's search covers the whole
-        batch; `mapper` (a thread pool's `map`) runs the rows."""
+    def fast_patch_maps(self, grids: np.ndarray, mapper: Callable[..., Iterable[Any]] = map) -> np.ndarray:
+        """`patch_map` of a stack of layer grids (N, [channels,] rows, columns) through the fast
+        index: (N, patch rows, patch columns). Each patch row is cut and searched for the whole
+        batch at once; `mapper` (a thread pool's `map`) runs the rows."""
         index_ = self._fast_index
         if index_ is None:
             raise ValueError("this memory has no fast index (see with_fast_index)")
-        count, rows, cols, features = cuts.shape
-        projected = index_.projection(cuts.reshape(-1, features)).reshape(count, rows, cols, -1)
-        raw = np.empty((count, rows, cols), dtype=np.float32)
+        count, rows = grids.shape[0], patch_rows(grids, self.config)
+        raw: list[np.ndarray] = [np.empty(0)] * rows
 
         def search(row: int) -> None:
-            queries = cuts[:, row].reshape(-1, features)
-            distance, index = index_.nearest(row, queries, projected[:, row].reshape(len(queries), -1))
+            queries = row_patches(grids, row, self.config, wrap=self.wrap)
+            distance, index = index_.nearest(row, queries, index_.projection(queries))
             if self._spread:
                 excess = np.maximum(self._spread[row][index] - self._typical_spread[row], 0.0)
                 distance = np.maximum(distance - excess, 0.0)
-            raw[:, row] = distance.reshape(count, cols)
+            raw[row] = distance.reshape(count, -1)
 
         for _ in mapper(search, range(rows)):
             pass
-        levelled: np.ndarray = raw
+        levelled = np.stack(raw, axis=1)
         if self.config.level:
-            levelled = raw / np.maximum(np.median(raw, axis=(1, 2), keepdims=True), 1e-6)
+            levelled = levelled / np.maximum(np.median(levelled, axis=(1, 2), keepdims=True), 1e-6)
         scaled = levelled / self.row_scale[None, :, None]
         if self.config.smoothing > 0:
             sigma = (0.0, self.config.smoothing, self.config.smoothing)

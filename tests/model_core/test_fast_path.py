@@ -16,7 +16,7 @@ from model_core.detector import MEMORY_FILE, SPEC_FILE, Detector, DetectorCore
 from model_core.fast_search import FastSearchConfig, Projection, PrunedIndex
 from model_core.geometry import find_can, unwrap, unwrap_fast
 from model_core.network import NetworkConfig
-from model_core.patch_memory import PatchMemory, _nearest, patches
+from model_core.patch_memory import PatchMemory, _nearest, patch_rows, patches, row_patches
 from model_core.scoring import PatchMemoryConfig, column_trend, image_anomaly_map, layer_grid
 from model_core.training import TrainedDetector, TrainingConfig, train_detector
 
@@ -73,9 +73,7 @@ def test_with_every_list_probed_the_pruned_search_is_exhaustive(make_slices: Cal
     )
     grid = _grids(make_slices(1, seed=4, pore=True), config)[0]
     # equal up to float32 round-off (where two memory patches are nearly tied, either may win)
-    np.testing.assert_allclose(
-        memory.fast_patch_maps(patches(grid, config)[None])[0], memory.patch_map(grid), rtol=2e-3, atol=1e-4
-    )
+    np.testing.assert_allclose(memory.fast_patch_maps(grid[None])[0], memory.patch_map(grid), rtol=2e-3, atol=1e-4)
 
 
 def test_projection_keeps_the_principal_axes() -> None:
@@ -95,8 +93,10 @@ def test_the_fast_grid_steps_match_the_exact_ones(make_slices: Callable[..., np.
         expected = np.stack([column_trend(grid, 32, wrap=wrap) for grid in grids])
         np.testing.assert_array_equal(fast_path.column_trends(grids, 32, wrap=wrap), expected)
         stacked = np.stack([grids, 0.5 * grids], axis=1)
-        expected_patches = np.stack([patches(g, config, wrap=wrap) for g in stacked])
-        np.testing.assert_array_equal(fast_path.batch_patches(stacked, config, wrap=wrap), expected_patches)
+        cut = [patches(grid, config, wrap=wrap) for grid in stacked]
+        for row in (0, patch_rows(stacked, config) - 1):
+            expected_row = np.concatenate([rows[row] for rows in cut])
+            np.testing.assert_array_equal(row_patches(stacked, row, config, wrap=wrap), expected_row)
     smooth = ndimage.gaussian_filter(image, sigma=1.0)
     np.testing.assert_allclose(fast_path.denoise(image, 1.0), smooth, atol=1e-5)
     geometry = find_can(image)
