@@ -42,13 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from runtime.installation import PackageClash, check_own_packages
+    from runtime.installation import clash_exit_status
 
-    try:
-        check_own_packages()
-    except PackageClash as exc:
-        print(f"battery-ct: {exc}", file=sys.stderr)
-        return 2
+    if (status := clash_exit_status()) is not None:
+        return status
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

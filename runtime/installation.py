@@ -7,6 +7,7 @@ one line naming the impostor otherwise (docs/ARCHITECTURE.md, "Packaging")."""
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterable
 
 # Set in the __init__ of every top-level package of this project.
@@ -43,3 +44,13 @@ def check_own_packages(names: Iterable[str] = PACKAGES) -> None:
                 f"the module {name!r} at {where} is not battery-ct's: another distribution shadows it; "
                 "install battery-ct in its own virtual environment (make install) or use the image"
             )
+
+
+def clash_exit_status() -> int | None:
+    """At an entry point: None when every package is ours, else 2 after saying why on stderr."""
+    try:
+        check_own_packages()
+    except PackageClash as exc:
+        print(f"battery-ct: {exc}", file=sys.stderr)
+        return 2
+    return None

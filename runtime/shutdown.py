@@ -82,13 +82,10 @@ def run_service(run: Callable[[Settings], Coroutine[Any, Any, int]], settings: S
 
 def run_in_foreground(run: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
     """`python -m consumers.<service>`: settings from the environment, logs to stderr, run."""
-    from runtime.installation import PackageClash, check_own_packages
+    from runtime.installation import clash_exit_status
 
-    try:
-        check_own_packages()
-    except PackageClash as exc:
-        print(f"battery-ct: {exc}", file=sys.stderr)
-        return 2
+    if (status := clash_exit_status()) is not None:
+        return status
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
