@@ -87,3 +87,31 @@ async def test_shutdown_during_an_outage_abandons_the_batch() -> None:
         preparer = Preparer(fetch, decode, pool, stop=stop, backoff=FAST)
         with pytest.raises(Abandoned):
             await preparer.prepare(Polled(0, [scan("a", 0)]), detector(8))
+
+
+async def test_a_permission_error_is_poison_at_once_and_never_retried() -> None:
+    from storage.errors import ObjectForbidden
+
+    calls = 0
+
+    async def fetch(event: ScanEvent) -> bytes:
+        nonlocal calls
+        calls += 1
+        raise ObjectForbidden(f"s3://{event.bucket}/{event.key}: this service may not access it (AccessDenied)")
+
+    with ThreadPoolExecutor(1) as pool:
+        preparer = Preparer(fetch, decode, pool, stop=asyncio.Event(), backoff=FAST)
+        batch = await preparer.prepare(Polled(0, [scan("forbidden", 0), scan("also", 1)]), detector(8))
+    assert [p.error.code for p in batch.poisons] == ["access_denied", "access_denied"]  # type: ignore[attr-defined]
+    assert calls == 2  # one try each: the partition moves on
+
+
+async def test_an_event_naming_another_bucket_is_poison_before_any_fetch() -> None:
+    async def fetch(event: ScanEvent) -> bytes:
+        raise AssertionError("must not be fetched")
+
+    other = SourceRecord("ct.scans", 0, 0, None, ScanEvent(scan_id="x", bucket="models", key="current.json").to_json())
+    with ThreadPoolExecutor(1) as pool:
+        preparer = Preparer(fetch, decode, pool, stop=asyncio.Event(), allowed_buckets=frozenset({"scans"}))
+        batch = await preparer.prepare(Polled(0, [other]), detector(8))
+    assert [p.error.code for p in batch.poisons] == ["bucket_not_allowed"]  # type: ignore[attr-defined]

@@ -370,3 +370,23 @@ def test_predict_without_a_model_is_a_503(tmp_path: Path) -> None:
         world.client.app.state.services.served.holder._detector = None  # type: ignore[attr-defined]
         answer = world.client.post("/predict", json={"image_url": "s3://scans/line1/cell-1.png"})
         assert (answer.status_code, answer.json()["code"]) == (503, "model_not_loaded")
+
+
+def test_the_three_cut_off_images_are_422_image_truncated(world: World) -> None:
+    from tests.model_core.test_imaging_truncation import NOISE, encode, filtered_rows, png_by_hand, with_jpeg_size
+
+    jpeg = encode(NOISE, "JPEG", quality=90)
+    cut = {
+        "half-png.png": png_by_hand(64, 64, filtered_rows(NOISE[:32])),  # a valid zlib stream of half the rows
+        "half-jpeg.jpg": jpeg[: len(jpeg) // 2] + b"\xff\xd9",  # cut in half and closed with EOI
+        # the header claims far more than the data (under the 4096 x 4096 cap; 8000 x 8000 is 413 before decoding)
+        "claims-4000.jpg": with_jpeg_size(jpeg, 4000, 4000),
+    }
+    for key, data in cut.items():
+        world.store.objects[("scans", key)] = data
+        answer = world.client.post("/predict", json={"image_url": f"s3://scans/{key}"})
+        assert answer.status_code == 422, (key, answer.text)
+        assert answer.json()["code"] in ("image_truncated", "image_too_large"), (key, answer.text)
+    assert (
+        world.client.post("/predict", json={"image_url": "s3://scans/half-png.png"}).json()["code"] == "image_truncated"
+    )
