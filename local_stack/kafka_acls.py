@@ -89,14 +89,21 @@ def service_acls(settings: Settings) -> list[Acl]:
     - uploader, minio (the bucket notification): produce to the scans topic;
     - inference: consume the scans topic in its group; produce verdicts and dead letters in
       transactions; read model updates;
-    - retrain: consume accepted scans in its group; produce model updates and dead letters in
-      transactions;
-    - facade: produce accepted scans; read model updates (never produce them).
+    - retrain: consume accepted scans and control requests (rollbacks) in its group; produce model
+      updates and dead letters in transactions;
+    - facade: produce accepted scans and control requests; read model updates (never produce them).
     Every user may DESCRIBE every battery-ct topic: each service's start-up `ensure_topics` lists
     them and creates only the missing ones (with no CREATE right, none may be missing).
     """
     s = settings
-    every_topic = (s.topic_scans, s.topic_verdicts, s.topic_accepted, s.topic_model_updates, s.topic_dead_letter)
+    every_topic = (
+        s.topic_scans,
+        s.topic_verdicts,
+        s.topic_accepted,
+        s.topic_model_updates,
+        s.topic_dead_letter,
+        s.topic_control,
+    )
     read, write = Operation.READ, Operation.WRITE
     acls: list[Acl] = []
     for user in SERVICE_USERS:
@@ -107,11 +114,11 @@ def service_acls(settings: Settings) -> list[Acl]:
     acls += _group("inference", s.inference_group)
     acls += _topics("inference", write, s.topic_verdicts, s.topic_dead_letter)
     acls += _transactions("inference", transactional_prefix(s, s.inference_group))
-    acls += _topics("retrain", read, s.topic_accepted)
+    acls += _topics("retrain", read, s.topic_accepted, s.topic_control)
     acls += _group("retrain", s.retrain_group)
     acls += _topics("retrain", write, s.topic_model_updates, s.topic_dead_letter)
     acls += _transactions("retrain", transactional_prefix(s, s.retrain_group))
-    acls += _topics("facade", write, s.topic_accepted)
+    acls += _topics("facade", write, s.topic_accepted, s.topic_control)
     acls += _topics("facade", read, s.topic_model_updates)
     return acls
 

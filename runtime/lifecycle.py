@@ -4,7 +4,7 @@ serve, and on the way out mark the process not ready and close both, in that ord
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -18,17 +18,18 @@ from runtime.retry import retry_transient
 async def connected(
     consumer: AIOKafkaConsumer,
     outbox: KafkaOutbox,
-    topic: str,
+    topics: str | Sequence[str],
     listener: ConsumerRebalanceListener,
     health: Health,
     *,
     stop: asyncio.Event,
 ) -> AsyncIterator[None]:
-    """`consumer` started and subscribed to `topic`, the outbox open, the process ready (each
+    """`consumer` started and subscribed to `topics`, the outbox open, the process ready (each
     connection retried while the broker is down, until `stop`)."""
-    await retry_transient(consumer.start, what=f"connecting the consumer of {topic}", stop=stop)
+    names = [topics] if isinstance(topics, str) else list(topics)
+    await retry_transient(consumer.start, what=f"connecting the consumer of {', '.join(names)}", stop=stop)
     try:
-        consumer.subscribe([topic], listener=listener)
+        consumer.subscribe(names, listener=listener)
         await retry_transient(outbox.open, what="connecting the producer", stop=stop)
         health.set_ready()
         yield

@@ -34,13 +34,14 @@ class TopicSpec:
 
 
 def standard_topics(settings: Settings) -> list[TopicSpec]:
-    """The five topics of battery-ct, as the services create them when absent."""
+    """The six topics of battery-ct, as the services create them when absent."""
     return [
         TopicSpec(settings.topic_scans, settings.topic_partitions),
         TopicSpec(settings.topic_verdicts, settings.topic_partitions),
         TopicSpec(settings.topic_accepted, 1),
         TopicSpec(settings.topic_model_updates, 1, compacted=True),
         TopicSpec(settings.topic_dead_letter, 1),
+        TopicSpec(settings.topic_control, 1),
     ]
 
 

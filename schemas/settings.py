@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     topic_accepted: str = Field("ct.accepted", description="Topic of AcceptedScans (operator decisions)")
     topic_model_updates: str = Field("ct.model-updates", description="Topic of ModelUpdates (compacted)")
     topic_dead_letter: str = Field("ct.dead-letter", description="Topic of DeadLetters (poison messages)")
+    topic_control: str = Field(
+        "ct.control", description="Topic of operator requests (rollbacks) that only the retrain consumer carries out"
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of the scans topic when battery-ct creates it")
     inference_group: str = Field("battery-ct-inference", description="Consumer group of the inference consumers")
     retrain_group: str = Field("battery-ct-retrain", description="Consumer group of the retrain consumer")

@@ -22,6 +22,7 @@ import numpy as np
 
 from consumers.retrain.manifest import ManifestEntry
 from consumers.retrain.plan import BatchPlan
+from model_core.checkpoint import CheckpointMetadata
 from model_core.detector import Detector
 from model_core.gate import GateDecision, ValidationMetrics, decide
 from model_core.thresholds import calibrate
@@ -47,6 +48,10 @@ class WritableRegistry(Protocol):
     def promote(self, version: str) -> None: ...
 
     def mark_rejected(self, version: str, reason: str | None = None) -> None: ...
+
+    def rollback(self, version: str, *, reason: str | None = None) -> str | None: ...
+
+    def metadata(self, version: str) -> CheckpointMetadata: ...
 
     def writer(self) -> AbstractContextManager[object]: ...
 
@@ -117,6 +122,13 @@ class RetrainJob:
             dest.parent.mkdir(parents=True, exist_ok=True)
             self._serving = self._loader(self._registry.fetch(version, dest))
         return self._serving
+
+    def roll_back(self, version: str, reason: str) -> tuple[CheckpointMetadata, str | None]:
+        """Serve `version` again (its files verified first), holding the writer's lease; returns its
+        metadata and the version it replaced."""
+        with self._registry.writer():
+            previous = self._registry.rollback(version, reason=reason)
+            return self._registry.metadata(version), previous
 
     def clean(self) -> None:
         """Remove candidates a crashed run left behind (never published, or published already)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRebalanceListener
+from pydantic import ValidationError
 
 from consumers.retrain.batching import BatchPolicy
 from consumers.retrain.intake import Intake, Taken
@@ -32,6 +33,8 @@ from runtime.delivery import BatchDelivery, Polled
 from runtime.outbox import Outgoing
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, is_retriable, retry_transient
+from schemas.base import summarise
+from schemas.control import RollbackRequest
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ IDLE_POLL_S = 0.5  # an idle poll's wait before the loop looks at the stop flag 
 @dataclass(frozen=True)
 class LoopConfig:
     topic_model_updates: str
+    topic_control: str = "ct.control"
     replay_factor: float = 2.0
 
 
@@ -137,6 +141,9 @@ class RetrainLoop:
         if not self._delivery.owns(pending.generation):
             pending = self._pending = Pending(generation=polled.generation)
         for record in polled.records:
+            if record.topic == self._config.topic_control:
+                await self._control(record, polled.generation)  # at once: an operator waits for it
+                continue
             try:
                 taken = await self._intake.take(record)
             except Abandoned:
@@ -150,6 +157,35 @@ class RetrainLoop:
                 if pending.opened_at is None:
                     pending.opened_at = time.monotonic()
             pending.records.append(record)
+
+    async def _control(self, record: SourceRecord, generation: int) -> None:
+        """A rollback request: the registry's pointer moved and the update broadcast, with the
+        request's offset, in one transaction; a request that cannot be carried out is a dead letter."""
+        messages: list[Outgoing] = []
+        poisons: list[Poison] = []
+        try:
+            request = parse_control(record)
+            reason = request.reason or f"rollback requested ({request.request_id})"
+            metadata, previous = await retry_transient(
+                lambda: asyncio.to_thread(self._job.roll_back, request.version, reason),
+                what=f"rolling back to {request.version}",
+                stop=self._stop,
+            )
+        except Abandoned:
+            raise
+        except Exception as exc:
+            if is_retriable(exc):
+                raise
+            poisons.append(Poison(record, exc))
+        else:
+            update = ModelUpdate.rolled_back(metadata, previous, reason=reason).model_copy(
+                update={"job_ids": [request.request_id]}
+            )
+            messages.append(Outgoing(self._config.topic_model_updates, MODEL_UPDATE_KEY, update.to_json()))
+            self._metrics.current(update.current_version, update.threshold)
+            log.info("rolled back to %s (was %s) for request %s", update.current_version, previous, request.request_id)
+        if await self._delivery.deliver(Polled(generation, [record]), messages, poisons, retry=True):
+            self.updates.extend(ModelUpdate.from_json(m.value) for m in messages)
 
     async def _close_batch(self) -> None:
         pending = self._pending
@@ -244,6 +280,22 @@ class RetrainLoop:
             self.updates.extend(updates)
         if self._pending is pending:
             self._pending = Pending(generation=self._delivery.generation)
+
+
+class ControlMessageError(Exception):
+    """A control-topic message that is not a valid request (poison)."""
+
+    retriable = False
+    code = "invalid_message"
+
+
+def parse_control(record: SourceRecord) -> RollbackRequest:
+    if not record.value:
+        raise ControlMessageError("empty message (no value)")
+    try:
+        return RollbackRequest.from_json(record.value)
+    except ValidationError as exc:
+        raise ControlMessageError(summarise(exc)) from exc
 
 
 class _Revoked(Exception):  # noqa: N818 (a state, not an error)

@@ -187,11 +187,16 @@ class RetrainService:
             manifest_io(store, settings.bucket_datasets),
             BatchPolicy(settings.retrain_batch_size, settings.retrain_max_age_s),
             self.metrics,
-            LoopConfig(topic_model_updates=settings.topic_model_updates, replay_factor=self.replay_factor),
+            LoopConfig(
+                topic_model_updates=settings.topic_model_updates,
+                topic_control=settings.topic_control,
+                replay_factor=self.replay_factor,
+            ),
             stop=self.stop,
         )
         self.loop = loop
-        async with connected(consumer, outbox, settings.topic_accepted, loop.listener(), self.health, stop=self.stop):
+        topics = [settings.topic_accepted, settings.topic_control]
+        async with connected(consumer, outbox, topics, loop.listener(), self.health, stop=self.stop):
             log.info(
                 "retraining from %s (group %s, batches of %d or every %.0f s) -> %s",
                 settings.topic_accepted,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
 
 from facade.api.deps import ApiKeyDep, ServicesDep
 from facade.api.errors import ApiError, DependencyDownError
 from facade.api.openapi import errors
-from schemas.api import CheckpointInfo
-from schemas.model_updates import MODEL_UPDATE_KEY
+from schemas.api import CheckpointInfo, JobAccepted
+from schemas.control import RollbackRequest
 
 router = APIRouter(tags=["checkpoints"])
 
@@ -24,22 +26,37 @@ async def list_checkpoints(services: ServicesDep) -> list[CheckpointInfo]:
     return await asyncio.to_thread(services.catalog.checkpoints)
 
 
-@router.post("/checkpoints/{version}/rollback", response_model=CheckpointInfo, responses=errors(401, 404, 409, 503))
-async def rollback(version: Version, services: ServicesDep, _: ApiKeyDep) -> CheckpointInfo:
-    """Make `version` current again and broadcast it, so every consumer and facade serves it."""
+@router.post(
+    "/checkpoints/{version}/rollback",
+    response_model=CheckpointInfo,
+    responses={
+        202: {"model": JobAccepted, "description": "Not rolled back within the wait setting: GET the location later"},
+        **errors(401, 404, 409, 503),
+    },
+)
+async def rollback(version: Version, services: ServicesDep, _: ApiKeyDep) -> CheckpointInfo | JSONResponse:
+    """Make `version` current again: the retrain consumer (the registry's single writer) is asked on
+    the control topic, moves the pointer and broadcasts it, so every consumer and facade serves it;
+    the answer comes once that update arrives (or 202 and a job id past the wait setting)."""
     known = {c.version: c for c in await asyncio.to_thread(services.catalog.checkpoints)}
     if version not in known:
         raise ApiError(404, "checkpoint_not_found", f"no version {version} in the registry")
     if known[version].current:
         raise ApiError(409, "already_current", f"{version} is already the current version")
-    update = await asyncio.to_thread(services.catalog.rollback, version)
-    await services.served.load(version, patient=False)  # serves it now, without waiting for the broadcast
+    if not services.served.feed_open.is_set():
+        raise DependencyDownError("kafka_unavailable", "not following model updates yet (is Kafka up?)")
+    settings = services.settings
+    job = services.jobs.create(f"rollback:{version}", None)
+    request = RollbackRequest(request_id=job.job_id, version=version, reason="rollback through the HTTP facade")
     try:
-        await services.publisher.publish(services.settings.topic_model_updates, MODEL_UPDATE_KEY, update.to_json())
+        await services.publisher.publish(settings.topic_control, version.encode(), request.to_json())
     except Exception as exc:
-        raise DependencyDownError(
-            "kafka_unavailable",
-            f"the registry now serves {version}, but announcing it failed ({exc}); consumers load it when they restart",
-        ) from exc
+        services.jobs.fail(job, f"not published: {exc}")
+        raise
+    if not await services.jobs.wait(job, settings.api_wait_s):
+        accepted = JobAccepted(job_id=job.job_id, location=f"/jobs/{job.job_id}")
+        return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": accepted.location})
+    with contextlib.suppress(TimeoutError):  # the update that finished the job is being applied
+        await asyncio.wait_for(services.served.wait_for_version(version), settings.api_wait_s)
     listed = await asyncio.to_thread(services.catalog.checkpoints)
     return next((c for c in listed if c.version == version), known[version].model_copy(update={"current": True}))

@@ -22,7 +22,7 @@ from schemas.model_updates import ModelUpdate
 class Job:
     job_id: str
     scan_id: str
-    label: Label
+    label: Label | None  # None: a rollback
     created_at: datetime = field(default_factory=utc_now)
     state: JobState = "pending"
     result: TrainingResponse | None = None
@@ -53,7 +53,7 @@ class JobStore:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def create(self, scan_id: str, label: Label) -> Job:
+    def create(self, scan_id: str, label: Label | None) -> Job:
         job = Job(job_id=uuid.uuid4().hex, scan_id=scan_id, label=label)
         self._jobs[job.job_id] = job
         self._evict()

@@ -71,10 +71,6 @@ class Catalog(Protocol):
 
     def checkpoints(self) -> list[CheckpointInfo]: ...
 
-    def rollback(self, version: str) -> ModelUpdate:
-        """Serve `version` again; returns the rolled_back update to broadcast."""
-        ...
-
 
 class Publisher(Protocol):
     async def publish(self, topic: str, key: bytes, value: bytes) -> None: ...
@@ -186,13 +182,6 @@ class RegistryCatalog:
             )
             for record in self._registry.list_versions()
         ]
-
-    def rollback(self, version: str) -> ModelUpdate:
-        """Serve `version` again (its files are verified first); returns the update to broadcast
-        (the same one `battery-ct checkpoints rollback` sends)."""
-        reason = "rollback through the HTTP facade"
-        previous = self._registry.rollback(version, reason=reason)
-        return ModelUpdate.rolled_back(self._registry.metadata(version), previous, reason=f"{reason} from {previous}")
 
 
 def readable_buckets(settings: Settings) -> frozenset[str]:

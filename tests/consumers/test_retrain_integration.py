@@ -344,3 +344,37 @@ async def test_a_second_instance_does_not_write_until_the_first_is_gone(
         assert other.loop is not None and [u.version for u in other.loop.updates] == [second.version]
         assert second.parent == first.version
         assert registry.versions() == [first.version, second.version]
+
+
+async def test_a_rollback_request_moves_the_pointer_and_is_answered_once_a_bad_one_is_dead_lettered(
+    retrain_settings: Settings, object_store: ObjectStore, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """The control topic: what the facade's rollback endpoint asks; the retrain consumer, the
+    registry's single writer, carries it out and answers with the update naming the request."""
+    from schemas.control import RollbackRequest
+
+    settings = retrain_settings
+    object_store.ensure_bucket(settings.bucket_models)
+    registry = registry_of(settings, object_store)
+    first = registry.publish(tiny_checkpoints["v1"])
+    registry.promote(first)
+    second = registry.publish(tiny_checkpoints["v2"])
+    registry.promote(second)
+    service = RetrainService(settings, training=(TINY, TINY))
+    async with running(service):
+        await produce_messages(
+            settings,
+            settings.topic_control,
+            [
+                (b"bad", b"{not json"),
+                (b"none", RollbackRequest(request_id="r0", version="v9999-0000000000000000").to_json()),
+                (first.encode(), RollbackRequest(request_id="r1", version=first, reason="operator").to_json()),
+            ],
+        )
+        [update] = await updates(settings, 1)
+        letters = await consume_until(settings, settings.topic_dead_letter, 2)
+    assert (update.status, update.current_version, update.parent) == ("rolled_back", first, second)
+    assert update.job_ids == ["r1"] and update.reason == "operator"
+    assert registry.current_version() == first
+    assert sorted((letter.key or b"").decode() for letter in letters) == ["bad", "none"]
+    assert service.registry.get_sample_value("battery_ct_current_model_info", {"version": first}) == 1

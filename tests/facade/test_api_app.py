@@ -25,6 +25,7 @@ from model_core.detector import Detector, ScanScore
 from schemas.accepted import AcceptedScan
 from schemas.api import CheckpointInfo
 from schemas.base import utc_now
+from schemas.control import RollbackRequest
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 from storage.errors import ObjectMissing, StoreUnavailable
@@ -120,10 +121,16 @@ class FakeKafka:
     settings: Settings
     answer: bool = True
     sent: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    catalog: FakeCatalog | None = None
     queue: asyncio.Queue[ModelUpdate] | None = None
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         self.sent.append((topic, key, value))
+        if topic == self.settings.topic_control and self.catalog is not None:  # what the retrain consumer does
+            request = RollbackRequest.from_json(value)
+            assert self.queue is not None
+            done = self.catalog.rollback(request.version).model_copy(update={"job_ids": [request.request_id]})
+            await self.queue.put(done)
         if topic == self.settings.topic_accepted and self.answer:
             scan = AcceptedScan.from_json(value)
             assert self.queue is not None
@@ -170,7 +177,8 @@ def loads_version(path: Path) -> Detector:
 
 def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
     settings = Settings(checkpoint_dir=tmp_path, api_wait_s=2.0, **{"allow_anonymous_writes": True, **settings_fields})
-    store, kafka, catalog = FakeStore(), FakeKafka(settings), FakeCatalog()
+    store, catalog = FakeStore(), FakeCatalog()
+    kafka = FakeKafka(settings, catalog=catalog)
     store.objects[("scans", "line1/cell-1.png")] = png_bytes()
     registry = CollectorRegistry()
 
@@ -324,10 +332,11 @@ def test_checkpoints_lists_versions_and_rollback_serves_and_broadcasts(world: Wo
     answer = world.client.post("/checkpoints/v1/rollback")
     assert answer.status_code == 200, answer.text
     assert answer.json()["current"] is True
+    # The facade asks the retrain consumer (the registry's single writer); it never publishes a model update.
     ((topic, key, value),) = world.kafka.sent
-    update = ModelUpdate.from_json(value)
-    assert (topic, key) == ("ct.model-updates", b"model")
-    assert (update.status, update.current_version, update.parent) == ("rolled_back", "v1", "v2")
+    request = RollbackRequest.from_json(value)
+    assert (topic, key, request.version) == ("ct.control", b"v1", "v1")
+    assert world.catalog.current == "v1"
     assert (
         world.client.post("/predict", json={"image_url": "s3://scans/line1/cell-1.png"}).json()["model_version"] == "v1"
     )

@@ -95,5 +95,5 @@ def test_the_acl_table_of_deploy_md_is_the_policy() -> None:
     assert documented == {acl for acl in created if acl[3] != Operation.DESCRIBE}
     described = {(a.user, a.name) for a in service_acls(settings) if a.operation == Operation.DESCRIBE}
     every_topic = {settings.topic_scans, settings.topic_verdicts, settings.topic_accepted}
-    every_topic |= {settings.topic_model_updates, settings.topic_dead_letter}
+    every_topic |= {settings.topic_model_updates, settings.topic_dead_letter, settings.topic_control}
     assert described == {(user, topic) for user in SERVICE_USERS for topic in every_topic}
