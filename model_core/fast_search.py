@@ -34,8 +34,8 @@ class FastSearchConfig(BaseModel):
     dims: int = Field(64, ge=4, description="Dimensions the patches are projected to (all of them when fewer)")
     clusters: int = Field(64, ge=1, description="k-means centres per patch row's band")
     min_list: int = Field(48, ge=1, description="Fewer centres where a band holds fewer than clusters * min_list")
-    spill: int = Field(2, ge=1, description="Centres each memory patch is listed under")
-    probes: int = Field(2, ge=1, description="Nearest centres whose lists a query patch searches")
+    spill: int = Field(1, ge=1, description="Centres each memory patch is listed under")
+    probes: int = Field(1, ge=1, description="Nearest centres whose lists a query patch searches")
     iterations: int = Field(12, ge=1, description="k-means rounds at training time")
 
 
