@@ -245,6 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "topic_scans": f"bench-{tag}.scans",
             "topic_verdicts": f"bench-{tag}.verdicts",
             "topic_dead_letter": f"bench-{tag}.dead-letter",
+            "topic_control": f"bench-{tag}.control",
             "topic_model_updates": f"bench-{tag}.model-updates",
             "topic_accepted": f"bench-{tag}.accepted",
             "inference_group": f"bench-{tag}",

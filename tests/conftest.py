@@ -51,6 +51,7 @@ def isolated(settings: Settings, suffix: str, work_dir: Path) -> Settings:
             "topic_accepted": f"ct.accepted.{suffix}",
             "topic_model_updates": f"ct.model-updates.{suffix}",
             "topic_dead_letter": f"ct.dead-letter.{suffix}",
+            "topic_control": f"ct.control.{suffix}",
             "inference_group": f"battery-ct-inference-{suffix}",
             "retrain_group": f"battery-ct-retrain-{suffix}",
             "transactional_id_prefix": f"battery-ct-{suffix}",

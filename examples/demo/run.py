@@ -82,6 +82,7 @@ def demo_settings(settings: Settings, run_id: str, work: Path) -> Settings:
             "topic_accepted": f"demo.{run_id}.accepted",
             "topic_model_updates": f"demo.{run_id}.model-updates",
             "topic_dead_letter": f"demo.{run_id}.dead-letter",
+            "topic_control": f"demo.{run_id}.control",
             "inference_group": f"demo-{run_id}-inference",
             "retrain_group": f"demo-{run_id}-retrain",
             "transactional_id_prefix": f"demo-{run_id}",
