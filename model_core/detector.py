@@ -107,7 +107,7 @@ class DetectorCore:
         # lock each, so that the fast path runs the autoencoder beside the memory's search.
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
-        self.threads = threads or len(os.sched_getaffinity(0))
+        self.threads = threads or _usable_cores()
         self._blas = ThreadpoolController()
 
     @property
@@ -185,6 +185,12 @@ class DetectorCore:
                 spec.memory, dict(arrays), wrap=cell_view(spec.cell_view).wraps, fast=spec.fast
             )
         return cls(spec, autoencoder, memory, search=search)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform tells it)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _check_batch(images: np.ndarray, size: int) -> np.ndarray:
