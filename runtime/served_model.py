@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +32,7 @@ from runtime.metrics import ModelMetrics
 from runtime.model_updates import SERVING_STATUSES, UpdateFeed
 from runtime.retry import Abandoned, Backoff, is_retriable, retry_transient
 from schemas.model_updates import ModelUpdate
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def is_version_name(name: str) -> bool:
     return bool(_VERSION_NAME.fullmatch(name)) and ".." not in name
+
+
+def detector_loader(settings: Settings) -> Loader:
+    """How a process loads a checkpoint directory: the search the settings choose, else its own."""
+    return partial(Detector.load, search=settings.detector_search)
 
 
 def fetch_and_load(source: ModelSource, version: str, work_dir: Path, loader: Loader = Detector.load) -> Detector:

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
 
     # Model
     image_size: int = Field(256, ge=16, description="Model input resolution in pixels (square)")
+    detector_search: Literal["exact", "fast"] | None = Field(
+        None,
+        description="The patch memory's search: 'fast' (projected, pruned; what training produces) or 'exact' "
+        "(the reference); unset: each checkpoint's own (older checkpoints: exact)",
+    )
     epochs: int = Field(40, ge=1, description="Maximum training epochs (early stopping may end sooner)")
     batch_size: int = Field(16, ge=1, description="Micro-batch size of the inference consumer and training")
     batch_linger_ms: int = Field(50, ge=0, description="How long the inference consumer waits to fill a batch")

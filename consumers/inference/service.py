@@ -30,7 +30,7 @@ from runtime.metrics import service_registry
 from runtime.model_updates import KafkaUpdateFeed, UpdateFeed
 from runtime.outbox import outbox_for
 from runtime.retry import Abandoned, retry_transient
-from runtime.served_model import ModelSource, ServedModel
+from runtime.served_model import ModelSource, ServedModel, detector_loader
 from runtime.shutdown import serve_until_signalled
 from runtime.topics import ensure_topics, standard_topics
 from schemas.scans import ScanEvent
@@ -109,6 +109,7 @@ class InferenceService:
             self.metrics,
             settings.checkpoint_dir / "serving",
             health=self.health,
+            loader=detector_loader(settings),
         )
         self.pipeline: InferencePipeline | None = None
 

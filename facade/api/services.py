@@ -22,7 +22,7 @@ from facade.api.jobs import JobStore
 from facade.api.metrics import FacadeMetrics
 from runtime.decode_budget import DecodeBudget, DecodeLanes, Lane, decode_within
 from runtime.model_updates import UpdateFeed
-from runtime.served_model import ServedModel
+from runtime.served_model import ServedModel, detector_loader
 from schemas.api import CheckpointInfo
 from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
@@ -119,6 +119,7 @@ class Services:
             self.metrics,
             self.settings.checkpoint_dir / "facade",
             on_update=self._finish_jobs,
+            loader=detector_loader(self.settings),
             poll_s=10.0,
         )
 

@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = Settings()
     try:
-        detector = Detector.load(args.checkpoint)
+        detector = Detector.load(args.checkpoint, search=settings.detector_search)
         report = evaluate_directory(detector, args.data, max_pixels=settings.max_image_pixels)
     except (ModelCoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

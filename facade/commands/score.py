@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = Settings()
     try:
-        detector = Detector.load(args.checkpoint)
+        detector = Detector.load(args.checkpoint, search=settings.detector_search)
     except ModelCoreError as exc:
         print(f"error: cannot use checkpoint {args.checkpoint}: {exc}", file=sys.stderr)
         return 2

@@ -68,3 +68,11 @@ async def test_an_unsigned_checkpoint_is_refused_and_a_signed_one_serves(
     assert served.current is None
     assert await served.load(signed)
     assert served.require().version == signed
+
+
+def test_the_search_setting_chooses_how_checkpoints_load(tiny_checkpoints: dict[str, Path]) -> None:
+    from runtime.served_model import detector_loader
+
+    checkpoint = tiny_checkpoints["v1"]  # trained now: the fast form
+    assert detector_loader(Settings())(checkpoint).search == "fast"
+    assert detector_loader(Settings(detector_search="exact"))(checkpoint).search == "exact"
