@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from schemas.base import Message, summarise
 
 TopicPartitionKey = tuple[str, int]
 
@@ -33,3 +37,23 @@ def next_offsets(records: Iterable[SourceRecord]) -> dict[TopicPartitionKey, int
         key = (record.topic, record.partition)
         offsets[key] = max(offsets.get(key, 0), record.offset + 1)
     return offsets
+
+
+class InvalidMessage(Exception):  # noqa: N818 (a state of the message, dead-lettered with its reason)
+    """A consumed message that is not a valid instance of its topic's schema (poison)."""
+
+    retriable = False
+    code = "invalid_message"
+
+
+M = TypeVar("M", bound=Message)
+
+
+def parse_record(record: SourceRecord, schema: type[M], error: type[InvalidMessage] = InvalidMessage) -> M:
+    """`record`'s value as `schema`; raises `error` (poison) with the reason otherwise."""
+    if not record.value:
+        raise error("empty message (no value)")
+    try:
+        return schema.from_json(record.value)
+    except ValidationError as exc:
+        raise error(summarise(exc)) from exc

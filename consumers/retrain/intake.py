@@ -12,25 +12,19 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
 from consumers.retrain.dataset import DatasetImages
 from consumers.retrain.manifest import NewScan, object_key
-from runtime.records import SourceRecord
+from runtime.records import InvalidMessage, SourceRecord, parse_record
 from runtime.retry import retry_transient
 from schemas.accepted import AcceptedScan
-from schemas.base import summarise
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from storage.object_store import ObjectStore
 
 
-class AcceptedScanError(Exception):
+class AcceptedScanError(InvalidMessage):
     """An accepted-topic message that is not a valid AcceptedScan (poison)."""
-
-    retriable = False
-    code = "invalid_message"
 
 
 def source_of(record: SourceRecord) -> str:
@@ -38,12 +32,7 @@ def source_of(record: SourceRecord) -> str:
 
 
 def parse_accepted(record: SourceRecord) -> AcceptedScan:
-    if not record.value:
-        raise AcceptedScanError("empty message (no value)")
-    try:
-        return AcceptedScan.from_json(record.value)
-    except ValidationError as exc:
-        raise AcceptedScanError(summarise(exc)) from exc
+    return parse_record(record, AcceptedScan, AcceptedScanError)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRebalanceListener
-from pydantic import ValidationError
 
 from consumers.retrain.batching import BatchPolicy
 from consumers.retrain.intake import Intake, Taken
@@ -31,9 +30,8 @@ from consumers.retrain.plan import BatchPlan, batch_seed, plan_batch
 from runtime.dead_letters import Poison
 from runtime.delivery import BatchDelivery, Polled
 from runtime.outbox import Outgoing
-from runtime.records import SourceRecord
+from runtime.records import InvalidMessage, SourceRecord, parse_record
 from runtime.retry import Abandoned, is_retriable, retry_transient
-from schemas.base import summarise
 from schemas.control import RollbackRequest
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
 
@@ -282,20 +280,12 @@ class RetrainLoop:
             self._pending = Pending(generation=self._delivery.generation)
 
 
-class ControlMessageError(Exception):
+class ControlMessageError(InvalidMessage):
     """A control-topic message that is not a valid request (poison)."""
-
-    retriable = False
-    code = "invalid_message"
 
 
 def parse_control(record: SourceRecord) -> RollbackRequest:
-    if not record.value:
-        raise ControlMessageError("empty message (no value)")
-    try:
-        return RollbackRequest.from_json(record.value)
-    except ValidationError as exc:
-        raise ControlMessageError(summarise(exc)) from exc
+    return parse_record(record, RollbackRequest, ControlMessageError)
 
 
 class _Revoked(Exception):  # noqa: N818 (a state, not an error)
