@@ -9,7 +9,7 @@
 # secure mode (local_stack/kafka_security.py), which tests/local_stack/test_kafka_acls.py runs.
 #
 # Users: admin (super user: setup, the broker's inter-broker identity), controller (super user,
-# PLAIN, controller listener only), and uploader, minio, inference, retrain, facade. A user added
+# PLAIN, controller listener only), and uploader, minio, inference, retrain, facade, review. A user added
 # to an existing cluster, or a new password, is set with kafka-configs.sh (docs/DEPLOY.md).
 set -euo pipefail
 
@@ -23,7 +23,7 @@ CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 EXTERNAL_PORT="${KAFKA_EXTERNAL_LISTENER_PORT:-9094}"
 EXTERNAL_ADVERTISED="${KAFKA_EXTERNAL_ADVERTISED:-localhost:29092}"
 BIND="${KAFKA_BIND_HOST:-0.0.0.0}"
-SERVICES="uploader minio inference retrain facade"
+SERVICES="uploader minio inference retrain facade review"
 
 # A password goes into a JAAS line in double quotes and into `--add-scram '...=[name=N,password=P]'`.
 # The placeholders of .env.example are refused: replace them before the first start.

@@ -1,6 +1,7 @@
 """docker-compose.yml: valid for docker compose with the example env file, and shaped as the
 deployment needs (pinned images, scalable inference, health-gated start order, no secrets, least
-privilege: one Kafka user and one MinIO account per service, nothing but the API beyond localhost)."""
+privilege: one Kafka user and one MinIO account per service, nothing but the API beyond localhost,
+the review database in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_every_image_is_pinned(resolved: dict[str, Any]) -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:3.9.")
     assert re.fullmatch(r"quay\.io/minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", services["minio"]["image"])
     assert re.fullmatch(r"quay\.io/minio/mc:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", services["minio-init"]["image"])
+    assert re.fullmatch(r"postgres:16(\.\d+)?", services["postgres"]["image"])  # the major version holds the data
 
 
 def test_kafka_keeps_transactions_working_on_one_node(resolved: dict[str, Any]) -> None:
@@ -106,11 +108,17 @@ def test_inference_scales_and_everything_starts_after_its_dependencies_are_healt
     for name in ("inference", "retrain", "api"):
         depends = services[name]["depends_on"]
         assert depends["minio-init"]["condition"] == "service_completed_successfully", name
+    for name in ("inference", "retrain", "review", "api"):
+        depends = services[name]["depends_on"]
         assert depends["topics-init"]["condition"] == "service_completed_successfully", name
+    for name in ("review", "api"):
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
     assert services["topics-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
-    for name in ("kafka", "minio", "prometheus", "grafana"):
+    for name in ("kafka", "minio", "postgres", "prometheus", "grafana"):
         assert services[name]["healthcheck"]["test"], name
+    review = services["review"]
+    assert "container_name" not in review and "ports" not in review  # scales like inference
 
 
 def test_the_demo_profile_streams_simulated_scans(resolved: dict[str, Any]) -> None:
@@ -132,7 +140,30 @@ def test_no_secret_is_written_in_the_compose_file() -> None:
 
 
 def test_state_lives_in_named_volumes(resolved: dict[str, Any]) -> None:
-    assert {"kafka-data", "minio-data", "prometheus-data", "grafana-data"} <= set(resolved["volumes"])
+    assert {"kafka-data", "minio-data", "postgres-data", "prometheus-data", "grafana-data"} <= set(resolved["volumes"])
+    assert "postgres-data:/var/lib/postgresql/data:rw" in [
+        volume if isinstance(volume, str) else f"{volume['source']}:{volume['target']}:rw"
+        for volume in resolved["services"]["postgres"]["volumes"]
+    ]
+
+
+def test_the_review_database_is_postgres_for_the_review_consumer_and_the_facade(resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_USER"] == postgres["POSTGRES_DB"] == "battery_ct"
+    example = {
+        line.split("=", 1)[0]: line.split("=", 1)[1] for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line
+    }
+    assert postgres["POSTGRES_PASSWORD"] == example["POSTGRES_PASSWORD"]  # from .env, like every secret
+    url = f"postgresql+psycopg://battery_ct:{postgres['POSTGRES_PASSWORD']}@postgres:5432/battery_ct"
+    for name in ("review", "api"):
+        assert services[name]["environment"]["BATTERY_CT_REVIEW_DATABASE_URL"] == url, name
+    assert services["review"]["command"] == ["serve", "review"]
+    assert services["review"]["image"] == services["inference"]["image"]
+    # Ready only once it answers over TCP, the way the services connect (not during the image's first init).
+    check = services["postgres"]["healthcheck"]["test"]
+    assert "pg_isready" in check and "127.0.0.1" in check
+    assert "ports" not in services["postgres"]  # only the services reach it, on the compose network
 
 
 def test_the_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
@@ -169,10 +200,11 @@ def test_nothing_but_the_api_is_published_beyond_localhost(resolved: dict[str, A
 
 
 # The battery-ct services, their Kafka user (what local_stack.kafka_acls.service_acls allows) and their
-# MinIO account (the policy deploy/minio/init.sh gives it).
-SERVICE_IDENTITIES = {
+# MinIO account (the policy deploy/minio/init.sh gives it; None: the service reads and writes no object).
+SERVICE_IDENTITIES: dict[str, tuple[str, str | None]] = {
     "inference": ("inference", "INFERENCE"),
     "retrain": ("retrain", "RETRAIN"),
+    "review": ("review", None),
     "api": ("facade", "FACADE"),
     "model-bootstrap": ("retrain", "RETRAIN"),  # imports and promotes a first model: the registry's writer
     "simulator": ("uploader", "UPLOADER"),
@@ -193,11 +225,15 @@ def test_each_service_has_its_own_kafka_user_and_s3_account(resolved: dict[str, 
         assert env["BATTERY_CT_KAFKA_USERNAME"] == kafka_user, name
         # The password the broker creates the user with, and the account minio-init creates.
         assert env["BATTERY_CT_KAFKA_PASSWORD"] == kafka_env[f"KAFKA_{kafka_user.upper()}_PASSWORD"], name
+        if s3_account is None:
+            assert "BATTERY_CT_S3_ACCESS_KEY" not in env and "BATTERY_CT_S3_SECRET_KEY" not in env, name
+            continue
         assert env["BATTERY_CT_S3_ACCESS_KEY"] == minio_init[f"S3_{s3_account}_ACCESS_KEY"] != root, name
         assert env["BATTERY_CT_S3_SECRET_KEY"] == minio_init[f"S3_{s3_account}_SECRET_KEY"], name
-    long_running = ("inference", "retrain", "api")
-    assert len({services[n]["environment"]["BATTERY_CT_KAFKA_USERNAME"] for n in long_running}) == 3
-    assert len({services[n]["environment"]["BATTERY_CT_S3_ACCESS_KEY"] for n in long_running}) == 3
+    long_running = ("inference", "retrain", "review", "api")
+    assert len({services[n]["environment"]["BATTERY_CT_KAFKA_USERNAME"] for n in long_running}) == 4
+    with_s3 = [n for n in long_running if SERVICE_IDENTITIES[n][1] is not None]
+    assert len({services[n]["environment"]["BATTERY_CT_S3_ACCESS_KEY"] for n in with_s3}) == len(with_s3) == 3
     users = {user for user, _ in SERVICE_IDENTITIES.values()} | {"minio"}
     assert users <= set(SERVICE_USERS)
     passwords = [kafka_env[f"KAFKA_{user.upper()}_PASSWORD"] for user in (*SERVICE_USERS, "admin", "controller")]
@@ -310,7 +346,7 @@ def test_the_compose_kafka_entrypoint_starts_a_secure_broker_on_the_local_jars(t
     controller = pick_port(None, avoid={internal})
     external = pick_port(None, avoid={internal, controller})
     passwords = {user: f"{user}-secret" for user in ("admin", "controller", "uploader", "minio", "inference")}
-    passwords |= {"retrain": "retrain-secret", "facade": "facade-secret"}
+    passwords |= {"retrain": "retrain-secret", "facade": "facade-secret", "review": "review-secret"}
     env = {
         "PATH": os.environ["PATH"],
         "CLUSTER_ID": "MkU3OEVBNTcwNTJENDM2Qk",

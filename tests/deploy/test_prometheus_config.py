@@ -41,6 +41,7 @@ def test_every_alert_has_a_unit_test(alert_rules: dict[str, Any]) -> None:
 def test_every_service_is_scraped() -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert {"inference", "retrain", "api"} <= jobs.keys()
-    # Scaled inference replicas are found by DNS, one A record per container.
+    assert {"inference", "retrain", "review", "api"} <= jobs.keys()
+    # Scaled inference and review replicas are found by DNS, one A record per container.
     assert jobs["inference"]["dns_sd_configs"][0]["names"] == ["inference"]
+    assert jobs["review"]["dns_sd_configs"][0]["names"] == ["review"]
