@@ -61,7 +61,7 @@ class Acl:
         return f"User:{self.user} {self.operation.name} {self.resource.name.lower()} {which}"
 
 
-SERVICE_USERS = ("uploader", "minio", "inference", "retrain", "facade")
+SERVICE_USERS = ("uploader", "minio", "inference", "retrain", "facade", "review")
 
 
 def _topics(user: str, operation: Operation, *topics: str) -> list[Acl]:
@@ -91,7 +91,10 @@ def service_acls(settings: Settings) -> list[Acl]:
       transactions; read model updates;
     - retrain: consume accepted scans and control requests (rollbacks) in its group; produce model
       updates and dead letters in transactions;
-    - facade: produce accepted scans and control requests; read model updates (never produce them).
+    - facade: produce accepted scans and control requests; read model updates (never produce them);
+      publish the review station's decisions in transactions, each recording its progress as the
+      review outbox group's offset on the accepted topic (reviews.relay);
+    - review: consume verdicts in its group (partition assignment; its offsets live in the database).
     Every user may DESCRIBE every battery-ct topic: each service's start-up `ensure_topics` lists
     them and creates only the missing ones (with no CREATE right, none may be missing).
     """
@@ -120,6 +123,12 @@ def service_acls(settings: Settings) -> list[Acl]:
     acls += _transactions("retrain", transactional_prefix(s, s.retrain_group))
     acls += _topics("facade", write, s.topic_accepted, s.topic_control)
     acls += _topics("facade", read, s.topic_model_updates)
+    # The review station's decisions: published with their progress in one transaction (reviews.relay).
+    acls += _topics("facade", read, s.topic_accepted)  # the outbox's progress is an offset on it
+    acls += _group("facade", s.review_outbox_group)
+    acls += _transactions("facade", transactional_prefix(s, s.review_outbox_group))
+    acls += _topics("review", read, s.topic_verdicts)
+    acls += _group("review", s.review_group)
     return acls
 
 

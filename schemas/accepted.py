@@ -17,5 +17,7 @@ class AcceptedScan(Message):
     image_url: str = Field(max_length=2048, description="s3://bucket/key of the scan")
     label: Label
     note: str | None = Field(None, max_length=2000)
+    kind: str | None = Field(None, max_length=32, description="A defect's kind, where the reviewer named one")
+    reviewed_by: str | None = Field(None, max_length=64, description="The review station's user who decided")
     job_id: str | None = Field(None, max_length=64, description="Facade job waiting for this scan's update")
     accepted_at: datetime = Field(default_factory=utc_now)

@@ -160,9 +160,35 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="Port of /metrics and /healthz of a consumer; unset: the service's own "
-        "(inference 9100, retrain 9101), so both run on one host",
+        "(inference 9100, retrain 9101, review 9102), so they run side by side on one host",
     )
     log_level: str = Field("INFO", description="Python logging level")
+
+    # Review station (battery-ct serve review, the facade's /review pages)
+    review_database_url: SecretStr = Field(
+        SecretStr(f"sqlite:///{Path.home() / '.cache' / 'battery-ct' / 'review.db'}"),
+        description="SQLAlchemy URL of the review database (verdicts, decisions, users): SQLite by default, "
+        "postgresql+psycopg://user:password@host/db in a plant; migrated to the newest schema at start",
+    )
+    review_group: str = Field(
+        "battery-ct-review", description="Consumer group of the review consumers (partition assignment only)"
+    )
+    review_audit_rate: float = Field(
+        0.02, ge=0, le=1, description="Share of passed cells put in the review queue for audit (chosen by scan id)"
+    )
+    review_session_hours: float = Field(12.0, gt=0, description="How long an operator's login lasts")
+    review_secure_cookies: bool = Field(
+        True, description="Send the review station's cookies over HTTPS only (browsers exempt http://localhost)"
+    )
+    review_relay: bool = Field(
+        True,
+        description="This facade publishes the review station's decisions (the outbox relay); with several "
+        "facades on one database any may, the newest fences the others",
+    )
+    review_outbox_group: str = Field(
+        "battery-ct-review-outbox",
+        description="Group whose committed offset records, in the same Kafka transaction, the decisions published",
+    )
 
     # Local infrastructure (battery-ct infra)
     state_dir: Path = Field(
@@ -186,6 +212,6 @@ class Settings(BaseSettings):
         return SERVICE_METRICS_PORTS[service] if self.metrics_port is None else self.metrics_port
 
 
-ServiceName = Literal["inference", "retrain"]
+ServiceName = Literal["inference", "retrain", "review"]
 # Distinct defaults, so that `battery-ct serve inference` and `serve retrain` run side by side on one host.
-SERVICE_METRICS_PORTS: dict[ServiceName, int] = {"inference": 9100, "retrain": 9101}
+SERVICE_METRICS_PORTS: dict[ServiceName, int] = {"inference": 9100, "retrain": 9101, "review": 9102}

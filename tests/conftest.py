@@ -20,10 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from schemas.settings import Settings
 from storage.object_store import ObjectStore
 from tests.helpers import run_sync, spiral_slice, wait_for_leaders
+
+pytest_plugins = ["tests.postgres_fixture"]
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +57,9 @@ def isolated(settings: Settings, suffix: str, work_dir: Path) -> Settings:
             "topic_control": f"ct.control.{suffix}",
             "inference_group": f"battery-ct-inference-{suffix}",
             "retrain_group": f"battery-ct-retrain-{suffix}",
+            "review_group": f"battery-ct-review-{suffix}",
+            "review_outbox_group": f"battery-ct-review-outbox-{suffix}",
+            "review_database_url": SecretStr(f"sqlite:///{work_dir / 'review.db'}"),
             "transactional_id_prefix": f"battery-ct-{suffix}",
             "bucket_scans": f"scans-{suffix}",
             "bucket_models": f"models-{suffix}",
