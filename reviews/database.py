@@ -27,6 +27,8 @@ SQLITE_BUSY_MS = 10_000
 class DatabaseUnavailable(RuntimeError):  # noqa: N818 (a state of the plant, said to the operator)
     """The review database cannot be reached or opened (the message says which and why)."""
 
+    retriable = True  # a database still starting is waited for (runtime.retry)
+
 
 def _redacted(url: URL) -> str:
     return url.render_as_string(hide_password=True)

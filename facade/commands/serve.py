@@ -1,4 +1,4 @@
-"""`battery-ct serve api|inference|retrain`: run one service in the foreground until SIGTERM/SIGINT."""
+"""`battery-ct serve api|inference|retrain|review`: run one service in the foreground until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ process is one line naming the setting to change, and exit status 2.
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="run a service: api, inference or retrain",
+        help="run a service: api, inference, retrain or review",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,6 +54,18 @@ def register(subparsers: Any) -> None:
     )
     retrain.set_defaults(handler=_serve_retrain)
 
+    review = services.add_parser(
+        "review",
+        help="the review consumer: verdicts in, the review station's database out",
+        description=(
+            "Materialise the verdicts topic into the review database (BATTERY_CT_REVIEW_DATABASE_URL; SQLite by "
+            "default, PostgreSQL in a plant), one row per cell, exactly once through crashes; the facade's "
+            "/review pages show it. Replicas share the partitions (group review_group). Metrics and /healthz, "
+            "/readyz on the metrics_port setting (default 9102)."
+        ),
+    )
+    review.set_defaults(handler=_serve_review)
+
 
 def _serve_inference(args: argparse.Namespace) -> int:
     from consumers.inference.service import run
@@ -64,6 +76,13 @@ def _serve_inference(args: argparse.Namespace) -> int:
 
 def _serve_retrain(args: argparse.Namespace) -> int:
     from consumers.retrain.service import run
+    from runtime.shutdown import run_service
+
+    return run_service(run, Settings())
+
+
+def _serve_review(args: argparse.Namespace) -> int:
+    from consumers.review.service import run
     from runtime.shutdown import run_service
 
     return run_service(run, Settings())

@@ -1,0 +1,1 @@
+"""The review consumer: the verdicts topic materialised into the review database, exactly once."""
