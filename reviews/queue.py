@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, distinct, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from reviews.tables import Cell, Decision, VerdictRecord
@@ -135,8 +135,8 @@ def queue(session: Session, f: QueueFilter) -> QueuePage:
 
 
 def choices(session: Session) -> QueueChoices:
-    recipes = session.scalars(select(distinct(Cell.recipe)).where(Cell.recipe.is_not(None))).all()
-    versions = session.scalars(select(distinct(Cell.model_version))).all()
+    recipes = session.scalars(select(Cell.recipe).where(Cell.recipe.is_not(None)).distinct()).all()
+    versions = session.scalars(select(Cell.model_version).distinct()).all()
     return QueueChoices(recipes=sorted(r for r in recipes if r), model_versions=sorted(versions, reverse=True))
 
 
