@@ -3,10 +3,10 @@ its verdict history and decisions."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,14 @@ class QueueFilter(BaseModel):
     until: datetime | None = None
     page: int = Field(1, ge=1, le=10_000)
     page_size: int = Field(PAGE_SIZE, ge=1, le=200)
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, moment: datetime | None) -> datetime | None:
+        # A date from a form ("2026-12-01") or a time without a zone means UTC, as the database keeps it.
+        if moment is None or moment.tzinfo is not None:
+            return moment
+        return moment.replace(tzinfo=UTC)
 
 
 class CellSummary(BaseModel):

@@ -108,6 +108,8 @@ def test_the_queue_holds_flagged_unusable_out_of_tolerance_and_audited_cells_new
         lambda s: queue(s, QueueFilter(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3)))
     )
     assert {c.scan_id for c in window.cells} == {"scan-1", "scan-2"}
+    by_day = QueueFilter.model_validate({"since": f"{T0.date()}", "until": f"{T0.date() + timedelta(days=1)}"})
+    assert database.run(lambda s: queue(s, by_day)).total == page.total
     paged = database.run(lambda s: queue(s, QueueFilter(page=2, page_size=2)))
     assert paged.pages == -(-page.total // 2) and len(paged.cells) == 2
     assert database.run(choices).recipes == ["21700-a", "4680-b"]
