@@ -14,6 +14,7 @@ from facade.api.errors import install_error_handlers
 from facade.api.limits import RequestLimits
 from facade.api.metrics import FacadeMetrics, MetricsMiddleware
 from facade.api.services import Services
+from facade.web import routes as review_station
 from runtime.metrics import service_registry
 from schemas.settings import Settings
 
@@ -60,4 +61,5 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     for router in (predict.router, training.router, checkpoints.router, ops.router):
         app.include_router(router)
+    review_station.install(app)
     return app

@@ -20,6 +20,7 @@ import numpy as np
 from facade.api.errors import ApiError
 from facade.api.jobs import JobStore
 from facade.api.metrics import FacadeMetrics
+from facade.web.station import RelayFactory, ReviewStation
 from runtime.decode_budget import DecodeBudget, DecodeLanes, Lane, decode_within
 from runtime.model_updates import UpdateFeed
 from runtime.served_model import ServedModel, detector_loader
@@ -91,6 +92,11 @@ class Services:
     decode: Decoder
     metrics: FacadeMetrics
     jobs: JobStore = field(default_factory=JobStore)
+    # The review station's outbox relay (build_services: the Kafka one); without it, as with the
+    # unit tests' fakes, decisions are stored and wait in the outbox.
+    relay_factory: RelayFactory | None = None
+    # Heat-map URL -> (bucket, key): the heat-map bucket only, which scans may never name.
+    parse_heatmap_url: UrlPolicy | None = None
     # TensorFlow is never called from the event loop: one model thread (the detector serialises
     # callers anyway), a small pool for decoding and heat-map rendering.
     model_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
@@ -102,6 +108,7 @@ class Services:
     )
     decode_lanes: DecodeLanes = field(init=False)
     served: ServedModel = field(init=False)
+    review: ReviewStation = field(init=False)
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +129,13 @@ class Services:
             loader=detector_loader(self.settings),
             poll_s=10.0,
         )
+        self.review = ReviewStation(self.settings, relay_factory=self.relay_factory)
+        if self.parse_heatmap_url is None:
+            from storage.urls import parse_image_url
+
+            self.parse_heatmap_url = partial(
+                parse_image_url, settings=self.settings, allowed_buckets={self.settings.bucket_heatmaps}
+            )
 
     def _finish_jobs(self, update: ModelUpdate) -> None:
         finished = self.jobs.resolve(update)
@@ -129,7 +143,9 @@ class Services:
             log.info("model update %s %s finished %d job(s)", update.status, update.version, len(finished))
 
     async def start(self) -> None:
-        """Follow model updates in the background (it connects, loads the model, retries)."""
+        """Open the review database (its relay publishing in the background) and follow model
+        updates in the background (it connects, loads the model, retries)."""
+        await self._running.enter_async_context(self.review.running())
         await self._running.enter_async_context(self.served.following())
 
     async def stop(self) -> None:
@@ -151,6 +167,12 @@ class Services:
         if not data:
             raise ApiError(422, "image_empty", f"s3://{ref.bucket}/{ref.key} is empty (0 bytes)")
         return ref, data
+
+    async def fetch_heatmap(self, heatmap_url: str) -> bytes:
+        """A verdict's stored heat map, after the heat-map URL policy."""
+        assert self.parse_heatmap_url is not None
+        ref = self.parse_heatmap_url(heatmap_url)
+        return await self.store.aget_bytes(ref.bucket, ref.key, max_bytes=self.settings.max_object_bytes)
 
     async def decode_scan(self, data: bytes, size: int) -> np.ndarray:
         """The model's input, decoded as the inference consumer decodes it (in the decode pool)."""
@@ -194,6 +216,7 @@ def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
     """The real services: the S3 object store, the registry in it, Kafka, the storage URL policy
     and the scan decoder the inference consumer uses too."""
     from model_core.registry import Registry
+    from reviews.relay import OutboxRelay
     from runtime.kafka import instance_id
     from runtime.model_updates import KafkaUpdateFeed
     from runtime.publisher import KafkaPublisher
@@ -216,4 +239,5 @@ def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
         parse_url=partial(parse_image_url, settings=settings, allowed_buckets=readable_buckets(settings)),
         decode=scan_decoder(max_pixels=settings.max_image_pixels),
         metrics=metrics,
+        relay_factory=OutboxRelay,
     )
