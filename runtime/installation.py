@@ -22,6 +22,7 @@ PACKAGES = (
     "facade",
     "local_stack",
     "examples",
+    "reviews",
 )
 
 

@@ -71,6 +71,7 @@ def test_only_the_retrain_user_may_write_model_updates_and_only_producers_write_
     assert prefixed == {
         ("inference", f"battery-ct-{settings.inference_group}-"),
         ("retrain", f"battery-ct-{settings.retrain_group}-"),
+        ("facade", f"battery-ct-{settings.review_outbox_group}-"),
     }
     assert "facade | topic | ct.model-updates | DESCRIBE, READ" in acl_table(acls)
 
