@@ -168,9 +168,9 @@ def measurement_rows(measurements: dict[str, object]) -> list[dict[str, object]]
             value = raw.get("value")
             low, high = raw.get("min", raw.get("low")), raw.get("max", raw.get("high"))
             ok = raw.get("ok", raw.get("conforms"))
-            if ok is None and all(isinstance(v, int | float) or v is None for v in (value, low, high)):
-                if value is not None and (low is not None or high is not None):
-                    ok = (low is None or value >= low) and (high is None or value <= high)
+            numeric = all(isinstance(v, int | float) or v is None for v in (value, low, high))
+            if ok is None and numeric and value is not None and (low is not None or high is not None):
+                ok = (low is None or value >= low) and (high is None or value <= high)
             rows.append({"name": name, "value": value, "low": low, "high": high, "unit": raw.get("unit"), "ok": ok})
         else:
             rows.append({"name": name, "value": raw, "low": None, "high": None, "unit": None, "ok": None})

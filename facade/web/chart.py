@@ -67,4 +67,3 @@ def trend_svg(days: Sequence[date], series: Sequence[Series], *, title: str, top
                 parts.append(f'<polyline class="{escape(s.css_class)}" points="{" ".join(run)}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))  # every value in it is a number or escaped above
-
