@@ -22,6 +22,7 @@ T = TypeVar("T")
 SESSION_COOKIE = "review_session"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELDS = 20
+PERSON_KEY = "review.person"
 
 
 def review_database(services: ServicesDep) -> Database:
@@ -65,6 +66,7 @@ async def current_person(request: Request, database: DatabaseDep) -> Person:
     person = await in_database(database, lambda s: signed_in(s, token)) if token else None
     if person is None:
         raise LoginRequired(safe_next(_here(request)))
+    request.scope[PERSON_KEY] = person  # an error page of this request still shows who is signed in
     return person
 
 

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from facade.web import cells, checkpoints_page, images, login, stats_page
+from facade.web.deps import PERSON_KEY
 from facade.web.errors import LoginRequired, PageError
 from facade.web.render import PREFIX, STATIC_DIR, render
 
@@ -22,7 +23,8 @@ router.include_router(cells.router)
 
 async def _page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
-    return render(request, "error.html", person=None, title=exc.title, message=exc.message, status_code=exc.status)
+    person = request.scope.get(PERSON_KEY)  # known when the error came after signing in
+    return render(request, "error.html", person=person, title=exc.title, message=exc.message, status_code=exc.status)
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
