@@ -71,6 +71,7 @@ class CheckpointInfo(BaseModel):
     parent: str | None = None
     validation_error: float | None = None
     anomaly_error: float | None = None
+    reason: str | None = Field(None, description="Why the gate promoted or rejected it, or why it was rolled back")
 
 
 class ReadinessReport(BaseModel):

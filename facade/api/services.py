@@ -202,6 +202,7 @@ class RegistryCatalog:
                 parent=record.metadata.parent,
                 validation_error=record.metadata.validation_error,
                 anomaly_error=record.metadata.anomaly_error,
+                reason=record.reason,
             )
             for record in self._registry.list_versions()
         ]

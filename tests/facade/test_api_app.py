@@ -176,7 +176,12 @@ def loads_version(path: Path) -> Detector:
 
 
 def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
-    settings = Settings(checkpoint_dir=tmp_path, api_wait_s=2.0, **{"allow_anonymous_writes": True, **settings_fields})
+    settings = Settings(
+        checkpoint_dir=tmp_path,
+        api_wait_s=2.0,
+        review_database_url=SecretStr(f"sqlite:///{tmp_path / 'review.db'}"),  # not the home directory's
+        **{"allow_anonymous_writes": True, **settings_fields},
+    )
     store, catalog = FakeStore(), FakeCatalog()
     kafka = FakeKafka(settings, catalog=catalog)
     store.objects[("scans", "line1/cell-1.png")] = png_bytes()
