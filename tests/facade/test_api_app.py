@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -175,6 +175,29 @@ def loads_version(path: Path) -> Detector:
     return cast(Detector, FakeDetector(version=(path / "version").read_text()))
 
 
+def fake_services(
+    store: FakeStore, catalog: FakeCatalog, kafka: FakeKafka, **extra: Any
+) -> Callable[[Settings, FacadeMetrics], Services]:
+    """The app's services on the fakes (`extra`: further Services fields, e.g. a relay factory)."""
+
+    def factory(settings: Settings, metrics: FacadeMetrics) -> Services:
+        services = Services(
+            settings=settings,
+            store=store,
+            catalog=catalog,
+            publisher=kafka,
+            feed=kafka,
+            parse_url=fake_policy,
+            decode=scan_decoder(max_pixels=settings.max_image_pixels),
+            metrics=metrics,
+            **extra,
+        )
+        services.served._loader = loads_version  # a stand-in detector instead of Keras
+        return services
+
+    return factory
+
+
 def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
     settings = Settings(
         checkpoint_dir=tmp_path,
@@ -187,21 +210,7 @@ def make_world(tmp_path: Path, **settings_fields: Any) -> Iterator[World]:
     store.objects[("scans", "line1/cell-1.png")] = png_bytes()
     registry = CollectorRegistry()
 
-    def factory(settings: Settings, metrics: FacadeMetrics) -> Services:
-        services = Services(
-            settings=settings,
-            store=store,
-            catalog=catalog,
-            publisher=kafka,
-            feed=kafka,
-            parse_url=fake_policy,
-            decode=scan_decoder(max_pixels=settings.max_image_pixels),
-            metrics=metrics,
-        )
-        services.served._loader = loads_version  # a stand-in detector instead of Keras
-        return services
-
-    app = create_app(settings, registry=registry, services_factory=factory)
+    app = create_app(settings, registry=registry, services_factory=fake_services(store, catalog, kafka))
     with TestClient(app, raise_server_exceptions=False) as client:
         services = cast(Services, app.state.services)
         portal = client.portal

@@ -26,7 +26,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facade.api.app import create_app
-from facade.api.metrics import FacadeMetrics
 from facade.api.services import Services
 from reviews.database import Database
 from reviews.decisions import DecisionRequest, decide
@@ -37,8 +36,7 @@ from reviews.tables import OutboxMessage
 from schemas.accepted import AcceptedScan
 from schemas.control import RollbackRequest
 from schemas.settings import Settings
-from storage.scans import scan_decoder
-from tests.facade.test_api_app import FakeCatalog, FakeKafka, FakeStore, fake_policy, loads_version, png_bytes
+from tests.facade.test_api_app import FakeCatalog, FakeKafka, FakeStore, fake_services, png_bytes
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
 GROUP = "review-web-test"
@@ -138,21 +136,7 @@ def open_station(tmp_path: Path, database_url: str | None = None, **settings_fie
     store, catalog, relay = FakeStore(), FakeCatalog(), FakeRelay()
     kafka = FakeKafka(settings, catalog=catalog)
 
-    def factory(settings: Settings, metrics: FacadeMetrics) -> Services:
-        services = Services(
-            settings=settings,
-            store=store,
-            catalog=catalog,
-            publisher=kafka,
-            feed=kafka,
-            parse_url=fake_policy,
-            decode=scan_decoder(max_pixels=settings.max_image_pixels),
-            metrics=metrics,
-            relay_factory=lambda _settings, _database: relay,
-        )
-        services.served._loader = loads_version
-        return services
-
+    factory = fake_services(store, catalog, kafka, relay_factory=lambda _settings, _database: relay)
     app = create_app(settings, registry=CollectorRegistry(), services_factory=factory)
     # https: the session cookie is Secure, as a plant's facade sends it.
     with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
