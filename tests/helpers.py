@@ -1,5 +1,5 @@
 """Helpers for tests: produce messages to the real broker and read committed ones until enough arrived;
-small synthetic cell slices; the environment of a service subprocess."""
+small synthetic cell slices; the environment of a service subprocess; the AcceptedScans of a scan."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from PIL import Image
 
+from runtime.kafka import make_consumer
+from schemas.accepted import AcceptedScan
 from schemas.settings import ENV_PREFIX, Settings
 
 T = TypeVar("T")
@@ -141,3 +143,28 @@ def env_of(settings: Settings, **overrides: Any) -> dict[str, str]:
             value = "true" if value else "false"
         env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     return env
+
+
+async def accepted_for(settings: Settings, scan_id: str, *, timeout_s: float = 30.0) -> list[AcceptedScan]:
+    """Every committed AcceptedScan of `scan_id` on the accepted topic: awaited until the first one
+    arrives, then read to the topic's end (read_committed: its last stable offset), so a second
+    publication of the decision would be counted too."""
+    consumer = make_consumer(settings, settings.topic_accepted, group_id=None)  # every partition, from the start
+    await consumer.start()
+    found: list[AcceptedScan] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not any(a.scan_id == scan_id for a in found):
+                found.extend(await _read_accepted(consumer))
+            partitions = list(consumer.assignment())
+            ends = await consumer.end_offsets(partitions)
+            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+                found.extend(await _read_accepted(consumer))
+    finally:
+        await consumer.stop()
+    return [a for a in found if a.scan_id == scan_id]
+
+
+async def _read_accepted(consumer: Any) -> list[AcceptedScan]:
+    batches = await consumer.getmany(timeout_ms=200)
+    return [AcceptedScan.from_json(r.value) for batch in batches.values() for r in batch if r.value is not None]

@@ -47,8 +47,9 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
 
 
 def run(settings: Settings, host: str, port: int) -> int:
-    """Serve on host:port; uvicorn handles SIGTERM/SIGINT (finishes requests in flight). 0 on a clean
-    stop; 2 with one line on stderr when the port is taken."""
+    """Serve on host:port; uvicorn handles SIGTERM/SIGINT (finishes requests in flight, runs the
+    shutdown) and then raises the signal again, so a stopped facade exits as the signal says (143
+    for SIGTERM), as a supervisor expects. 2 with one line on stderr when the port is taken."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         check_safe_to_start(settings)

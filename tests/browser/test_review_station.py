@@ -10,7 +10,6 @@ Screenshots of the queue and a cell page go to $BATTERY_CT_SCREENSHOTS when it n
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -36,14 +35,12 @@ from model_core.imaging import decode_image, preprocess
 from reviews.database import Database
 from reviews.materialise import ConsumedRecord, store_batch
 from reviews.people import add_user
-from runtime.kafka import make_consumer
-from schemas.accepted import AcceptedScan
 from schemas.base import utc_now
 from schemas.settings import Settings
 from schemas.verdicts import Verdict
 from storage.object_store import ObjectStore
 from tests.facade.test_api_e2e import ServerThread
-from tests.helpers import run_sync
+from tests.helpers import accepted_for, run_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -216,31 +213,6 @@ def images_loaded(driver: WebDriver) -> bool:
     )
 
 
-async def accepted_for(settings: Settings, scan_id: str) -> list[AcceptedScan]:
-    """Every committed AcceptedScan of `scan_id` on the accepted topic: awaited until the first one
-    arrives, then read to the topic's end (read_committed: its last stable offset), so a second
-    publication of the decision would be counted too."""
-    consumer = make_consumer(settings, settings.topic_accepted, group_id=None)  # every partition, from the start
-    await consumer.start()
-    found: list[AcceptedScan] = []
-    try:
-        async with asyncio.timeout(WAIT_S):
-            while not any(a.scan_id == scan_id for a in found):
-                found.extend(await _read(consumer))
-            partitions = list(consumer.assignment())
-            ends = await consumer.end_offsets(partitions)
-            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-                found.extend(await _read(consumer))
-    finally:
-        await consumer.stop()
-    return [a for a in found if a.scan_id == scan_id]
-
-
-async def _read(consumer: Any) -> list[AcceptedScan]:
-    batches = await consumer.getmany(timeout_ms=200)
-    return [AcceptedScan.from_json(r.value) for batch in batches.values() for r in batch if r.value is not None]
-
-
 def test_an_operator_marks_a_flagged_cell_normal_with_the_keyboard(
     station: Station, browser: WebDriver, screenshots: Path
 ) -> None:
@@ -265,7 +237,7 @@ def test_an_operator_marks_a_flagged_cell_normal_with_the_keyboard(
     driver.get(f"{station.url}/review/")
     assert FLAGGED not in queued(driver) and len(queued(driver)) == 5
 
-    (accepted,) = run_sync(accepted_for(station.settings, FLAGGED))
+    (accepted,) = run_sync(accepted_for(station.settings, FLAGGED, timeout_s=WAIT_S))
     assert (accepted.label, accepted.reviewed_by) == ("normal", "olga")
     assert accepted.image_url == f"s3://{station.settings.bucket_scans}/{FLAGGED}.tif"
     for path in (screenshots / "review-queue.png", screenshots / "review-cell.png"):

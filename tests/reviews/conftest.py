@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,4 @@ def verdict_record(
         judged_at=T0 + timedelta(minutes=offset if minutes is None else minutes),
     )
     payload = verdict.model_dump(mode="json") | extra
-    import json
-
     return ConsumedRecord(topic, partition, offset, json.dumps(payload).encode())
