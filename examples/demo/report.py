@@ -83,6 +83,16 @@ class RetrainOutcome:
     seconds: float
 
 
+@dataclass(frozen=True)
+class StationSummary:
+    """The review station as the demo left it: where, who may sign in, how many cells wait."""
+
+    url: str
+    users: tuple[str, ...]
+    password: str
+    waiting: int
+
+
 @dataclass
 class Report:
     started_at: datetime
@@ -98,6 +108,7 @@ class Report:
     real: RealSection | None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    station: StationSummary | None = None
 
 
 def display_png(image: np.ndarray, mask: np.ndarray | None = None) -> bytes:
@@ -261,6 +272,20 @@ def _real(section: RealSection | None, images: _Images) -> str:
     )
 
 
+def _station(station: StationSummary | None) -> str:
+    if station is None:
+        return "<p>Not opened in this run.</p>"
+    users = " or ".join(f"<code>{_e(u)}</code>" for u in station.users)
+    return (
+        f'<p><a href="{_e(station.url)}">{_e(station.url)}</a>: {station.waiting} cells wait for a decision '
+        "(flagged, unusable, and a sample of passed cells for audit). Sign in as "
+        f"{users} with the password <code>{_e(station.password)}</code>; an engineer may also roll a model back. "
+        "A decision there is published to the accepted topic once and trains the next model. The station is "
+        "open while the demo runs: <code>battery-ct demo</code> on a terminal keeps it open after the report "
+        "until Ctrl-C (<code>--keep-open</code>).</p>"
+    )
+
+
 def render_html(report: Report, out: Path) -> str:
     images = _Images(out)
     options = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in report.options.items())
@@ -275,6 +300,8 @@ def render_html(report: Report, out: Path) -> str:
 <p class="small">Started {_e(report.started_at.strftime("%Y-%m-%d %H:%M:%S UTC"))}; initial model
 {_e(report.initial_version)}. Simulated CT slices with known truth went through the real pipeline:
 S3 upload, scan event on Kafka, inference consumer, verdicts topic.</p>
+<h2>Review station</h2>
+{_station(report.station)}
 <h2>Stream summary</h2>
 {_kpis(report.tally)}
 {_confusion(report.tally)}

@@ -22,9 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from examples.demo.report import Report, RetrainOutcome, VersionRow, write_report
+from pydantic import SecretStr
+
+from examples.demo.report import Report, RetrainOutcome, StationSummary, VersionRow, write_report
 from examples.demo.scans import simulated_scans
 from examples.demo.services import Service, ServiceError, settings_env
+from examples.demo.station import StationError, StationLogin, await_verdicts, create_logins, waiting_in_queue
 from examples.demo.stream import LiveLine, stream
 from local_stack.errors import InfraError
 from local_stack.free_ports import free_port
@@ -55,6 +58,7 @@ class DemoOptions:
     figures: int = 24
     seed: int = 7
     keep_infra: bool = False
+    keep_open: bool = False  # after the report, the review station stays open until Ctrl-C
     timeout_s: float = 900.0
     network: NetworkConfig | None = field(default=None, compare=False)  # tests pass a tiny one
 
@@ -85,6 +89,9 @@ def demo_settings(settings: Settings, run_id: str, work: Path) -> Settings:
             "topic_control": f"demo.{run_id}.control",
             "inference_group": f"demo-{run_id}-inference",
             "retrain_group": f"demo-{run_id}-retrain",
+            "review_group": f"demo-{run_id}-review",
+            "review_outbox_group": f"demo-{run_id}-review-outbox",
+            "review_database_url": SecretStr(f"sqlite:///{work / 'review.db'}"),
             "transactional_id_prefix": f"demo-{run_id}",
             "bucket_scans": f"demo-{run_id}-scans",
             "bucket_models": f"demo-{run_id}-models",
@@ -121,7 +128,8 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
         with timed(timings, "publishing it to the S3 registry"):
             initial_version = _publish(settings, checkpoint)
             say(f"    serving version {initial_version}")
-        with timed(timings, "starting the inference consumer, the retrain consumer and the API"):
+        password = create_logins(settings.review_database_url.get_secret_value())
+        with timed(timings, "starting the inference, retrain and review consumers and the API"):
             services = _start_services(settings, options, out / "logs", work)
             for service in services:
                 service.wait_ready(timeout_s=180)
@@ -133,6 +141,7 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
             live = LiveLine(len(scans), "verdicts")
             verdicts, tally = asyncio.run(stream(settings, scans, live, timeout_s=options.timeout_s))
         retrain = after_tally = after_version = None
+        after_verdicts: dict[str, Verdict] = {}
         with timed(timings, f"accepting {options.retrain_batch} normal scans: retraining"):
             accepted = simulated_scans(
                 options.retrain_batch, 0.0, size=options.size, seed=options.seed + 1, prefix=f"{run_id}-accepted"
@@ -166,6 +175,13 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
                 )
                 after_version = ", ".join(sorted({v.model_version for v in after_verdicts.values()}))
         notes = [_facade_check(services[-1], settings, scans)] if services else []
+        with timed(timings, "the review station: every verdict in its database, its queue signed in"):
+            login = StationLogin(services[-1].ready_url.removesuffix("/readyz") + "/review/", password)
+            judged = len(verdicts) + len(after_verdicts)
+            await_verdicts(settings.review_database_url.get_secret_value(), judged, options.timeout_s)
+            station = StationSummary(login.url, login.users, login.password, waiting_in_queue(login))
+            say(f"    review station: {login.line()}")
+            say(f"    {station.waiting} cells wait for a decision there (flagged, unusable, audit samples)")
         real = None
         if options.real:
             with timed(timings, "real slices: training on the repository's copies, scoring im_1 and im_2"):
@@ -191,15 +207,18 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
                 real=real,
                 timings=timings,
                 notes=notes,
+                station=station,
             )
             index = write_report(report, out)
         say(f"stream: {tally.summary()}")
         say(f"report: {index.resolve()}")
+        if options.keep_open:
+            _hold_open(login)
         return 0
     except KeyboardInterrupt:
         say("\ninterrupted: stopping everything")
         return 130
-    except (ServiceError, InfraError, TimeoutError) as exc:
+    except (ServiceError, StationError, InfraError, TimeoutError) as exc:
         # What a user can act on (a missing java, a port, a service's log) in one line, no traceback
         say(f"error: {exc or 'timed out waiting for the verdicts or the model update'}")
         return 1
@@ -210,6 +229,16 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
             _clean_up(services, base, infra_started and not options.keep_infra, work)
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _hold_open(login: StationLogin) -> None:
+    """Keep every service running for the person at the review station, until Ctrl-C."""
+    say(f"review station open: {login.line()}")
+    say("    decisions there go to the retrain consumer; press Ctrl-C to stop everything")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        say("")
 
 
 def _clean_up(services: list[Service], settings: Settings, stop_infra: bool, work: Path) -> None:
@@ -305,7 +334,7 @@ def _start_services(settings: Settings, options: DemoOptions, logs: Path, work: 
     import os
 
     base = dict(os.environ)
-    inference_port, retrain_port, api_port = free_port(), free_port(), free_port()
+    inference_port, retrain_port, review_port, api_port = free_port(), free_port(), free_port(), free_port()
     specs: list[tuple[str, str, dict[str, object], list[str]]] = [
         ("inference", f"http://127.0.0.1:{inference_port}/readyz", {"metrics_port": inference_port}, []),
         (
@@ -319,11 +348,18 @@ def _start_services(settings: Settings, options: DemoOptions, logs: Path, work: 
             },
             [],
         ),
+        ("review", f"http://127.0.0.1:{review_port}/readyz", {"metrics_port": review_port}, []),
         (
-            "api",
+            "api",  # last: the demo's checks talk to services[-1]
             f"http://127.0.0.1:{api_port}/readyz",
-            # A demo on one workstation: writes without a key, said out loud; never in production.
-            {"api_port": api_port, "api_host": "127.0.0.1", "allow_anonymous_writes": True},
+            # A demo on one workstation: writes without a key, said out loud; never in production. Its
+            # review station is plain HTTP on the loopback, where a Secure cookie is not sent by every browser.
+            {
+                "api_port": api_port,
+                "api_host": "127.0.0.1",
+                "allow_anonymous_writes": True,
+                "review_secure_cookies": False,
+            },
             [],
         ),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ DESCRIPTION = """\
 Run the whole system once, on this machine, on simulated CT slices whose truth is known:
 start a local Kafka broker and S3 endpoint (or use the ones BATTERY_CT_KAFKA_BOOTSTRAP /
 BATTERY_CT_S3_ENDPOINT name), train a first model (progress bar), publish and promote it in the
-S3 registry, start the inference consumer, the retrain consumer and the HTTP facade, stream the
+S3 registry, start the inference, retrain and review consumers and the HTTP facade, stream the
 scans by upload and event while the verdicts come in (running precision and recall), accept
 normal scans until the retrain consumer publishes a new version, score a few scans with it,
-train a model on the repository's real slices, write OUT/index.html and stop everything.
+train a model on the repository's real slices, open the review station (the URL and a sign-in
+are printed and in the report), write OUT/index.html and stop everything; on a terminal the
+services first stay up for the review station until Ctrl-C (--no-keep-open to skip).
 Ctrl-C stops everything cleanly at any point. With the defaults it takes about 10 minutes on a
 2-core machine; the services' logs are in OUT/logs/.
 """
@@ -59,6 +62,13 @@ def register(subparsers: Any) -> None:
         "--keep-infra", action="store_true", help="leave the Kafka broker and S3 endpoint running afterwards"
     )
     parser.add_argument(
+        "--keep-open",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the report, keep the services running for the review station until Ctrl-C "
+        "(default: yes on a terminal, no otherwise)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=900.0, metavar="S", help="longest wait for verdicts or the model update"
     )
     parser.set_defaults(handler=_run)
@@ -87,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         real_epochs=args.real_epochs,
         seed=args.seed,
         keep_infra=args.keep_infra,
+        keep_open=args.keep_open if args.keep_open is not None else sys.stdin.isatty() and sys.stdout.isatty(),
         timeout_s=args.timeout,
     )
     return run_demo(options, settings, args.out)

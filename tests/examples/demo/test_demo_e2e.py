@@ -1,5 +1,5 @@
 """`battery-ct demo` end to end, small: 64 px, a tiny network, 16 scans, a retrain of 4 accepted scans,
-on the session's real Kafka broker and S3 endpoint, with the three services as real subprocesses."""
+on the session's real Kafka broker and S3 endpoint, with the four services as real subprocesses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from schemas.settings import Settings
 from storage.object_store import ObjectStore
 from storage.registry_store import S3BlobStore
 
-pytestmark = pytest.mark.integration  # about 25 s: three service subprocesses import TensorFlow
+pytestmark = pytest.mark.integration  # about 30 s: the service subprocesses import TensorFlow
 
 SCANS = 16
 
@@ -62,8 +62,15 @@ def test_small_demo_writes_a_report_with_counts_versions_and_images(
     for name in images:
         assert (out / name).stat().st_size > 100
     assert "POST /predict on" in text and "failed" not in text.split("POST /predict on", 1)[1][:200]
+    # The review station got every verdict; its queue, signed in over HTTP, holds at least the flagged cells
+    station = re.search(r"review station: (http://127\.0\.0\.1:\d+/review/) \(sign in as operator or engineer", printed)
+    assert station is not None, printed
+    waiting = re.search(r"(\d+) cells wait for a decision there", printed)
+    assert waiting is not None and int(waiting.group(1)) >= tp + fp > 0
+    assert f'<a href="{station.group(1)}">' in text and f"{waiting.group(1)} cells wait for a decision" in text
     # The services were stopped, and their logs kept
-    assert "stopped inference (cleanly)" in printed and "stopped retrain (cleanly)" in printed
+    for name in ("inference", "retrain", "review"):
+        assert f"stopped {name} (cleanly)" in printed
     assert (out / "logs" / "inference.log").stat().st_size > 0
     # The registry lives in the run's own bucket, so a shared infrastructure's buckets are left alone
     run_id = re.search(r"<b>([0-9a-f]{8})-\d{4}</b>", text)
