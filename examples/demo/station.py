@@ -7,8 +7,6 @@ work directory). The two users share one password made for this run and printed 
 
 from __future__ import annotations
 
-import html
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,14 +15,13 @@ from functools import partial
 import httpx
 from sqlalchemy import func, select
 
+from facade.web.client import UnexpectedPageError, sign_in, waiting
 from reviews.database import Database
 from reviews.people import Role, add_user
 from reviews.tables import VerdictRecord
 
 USERS: tuple[tuple[str, Role], ...] = (("operator", "operator"), ("engineer", "engineer"))
 POLL_S = 0.2  # the database has no change feed: its count is asked
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_WAITING = re.compile(r'<span class="count">(\d+) waiting</span>')
 
 
 class StationError(RuntimeError):
@@ -74,16 +71,8 @@ def await_verdicts(database_url: str, count: int, timeout_s: float) -> int:
 
 def waiting_in_queue(login: StationLogin, username: str = "operator") -> int:
     """Sign in through the login form and read the queue page's count of cells waiting."""
-    with httpx.Client(timeout=30, follow_redirects=True) as client:
-        page = client.get(f"{login.url}login")
-        token = _CSRF.search(page.text)
-        if page.status_code != 200 or token is None:
-            raise StationError(f"the sign-in page answered {page.status_code}")
-        answer = client.post(
-            f"{login.url}login",
-            data={"csrf_token": html.unescape(token.group(1)), "username": username, "password": login.password},
-        )
-        waiting = _WAITING.search(answer.text)
-        if answer.status_code != 200 or waiting is None:
-            raise StationError(f"signing in as {username} answered {answer.status_code}, not the queue")
-        return int(waiting.group(1))
+    with httpx.Client(timeout=30) as client:
+        try:
+            return waiting(sign_in(client, login.url, username, login.password))
+        except UnexpectedPageError as exc:
+            raise StationError(str(exc)) from exc

@@ -11,7 +11,6 @@ it; a third start publishes the next decision and nothing of the first again.
 from __future__ import annotations
 
 import html
-import re
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from facade.web.client import csrf_token, sign_in
 from reviews.database import Database
 from reviews.materialise import store_batch
 from reviews.people import add_user
@@ -35,7 +35,6 @@ from tests.reviews.conftest import verdict_record
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BATTERY_CT = Path(sys.executable).with_name("battery-ct")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FLAGGED = "line3/cell-0815"
 NEXT = "line3/cell-0816"
 
@@ -91,24 +90,14 @@ def facades() -> Iterator[list[FacadeProcess]]:
             facade.kill()
 
 
-def _csrf(page: httpx.Response) -> str:
-    found = CSRF.search(page.text)
-    assert found, f"no CSRF token on {page.url}"
-    return html.unescape(found.group(1))
-
-
 def decide_normal(url: str, scan_id: str) -> str:
     """Sign in as an operator and mark `scan_id` normal through the pages' own forms; the flash text."""
     with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as browser:
-        login = browser.get("/review/login")
-        answer = browser.post(
-            "/review/login", data={"csrf_token": _csrf(login), "username": "olga", "password": "operator-pass"}
-        )
-        assert answer.status_code == 200 and "Signed in as olga" in answer.text
+        sign_in(browser, f"{url}/review/", "olga", "operator-pass")
         cell = browser.get(f"/review/cells/{scan_id}")
         assert cell.status_code == 200
         decided = browser.post(
-            f"/review/cells/{scan_id}/decisions", data={"csrf_token": _csrf(cell), "label": "normal"}
+            f"/review/cells/{scan_id}/decisions", data={"csrf_token": csrf_token(cell), "label": "normal"}
         )
         assert decided.status_code == 200, decided.text
         return decided.text
