@@ -78,3 +78,32 @@ def daily(session: Session, *, days: int = 30, now: datetime | None = None) -> l
         for r in rows
     ]
     return sorted(figures, key=lambda f: (-f.day.toordinal(), f.recipe))
+
+
+class RecipeModel(BaseModel):
+    """Which model judged a recipe's cells last, and when: what serves it on the line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    recipe: str
+    model_version: str
+    judged_at: datetime
+    cells: int  # of this recipe judged by that model
+
+
+def models_by_recipe(session: Session) -> list[RecipeModel]:
+    """Per recipe (by name; cells without one under "(none)"), the model of its latest verdict."""
+    recipes = session.scalars(select(Cell.recipe).distinct()).all()
+    found = []
+    for name in recipes:
+        same = Cell.recipe.is_(None) if name is None else Cell.recipe == name
+        latest = session.execute(
+            select(Cell.model_version, Cell.judged_at).where(same).order_by(Cell.judged_at.desc()).limit(1)
+        ).one()
+        cells = session.scalar(
+            select(func.count()).select_from(Cell).where(same, Cell.model_version == latest.model_version)
+        )
+        version, judged_at = latest.model_version, latest.judged_at
+        recipe = name or NO_RECIPE
+        found.append(RecipeModel(recipe=recipe, model_version=version, judged_at=judged_at, cells=cells or 0))
+    return sorted(found, key=lambda r: r.recipe)

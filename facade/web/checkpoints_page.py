@@ -1,5 +1,6 @@
-"""The models page: every version in the registry with its gate figures and which one serves, and,
-for engineers, a rollback that asks for confirmation before it asks the registry's single writer."""
+"""The models page: every version in the registry with its gate figures and which one serves, the
+model that judged each recipe's latest cell, and, for engineers, a rollback that asks for
+confirmation before it asks the registry's single writer."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pydantic import ValidationError
 from facade.api.checkpoints import request_rollback
 from facade.api.deps import ServicesDep
 from facade.api.errors import ApiError, as_api_error
-from facade.web.deps import CheckedFormDep, EngineerDep, PersonDep
+from facade.web.deps import CheckedFormDep, DatabaseDep, EngineerDep, PersonDep, in_database
 from facade.web.errors import PageError
 from facade.web.forms import RollbackForm
 from facade.web.render import render
+from reviews.stats import models_by_recipe
 from schemas.api import CheckpointInfo, JobAccepted
 
 router = APIRouter()
@@ -46,8 +48,9 @@ def _refusal(exc: Exception) -> ApiError:
 
 
 @router.get("/models", response_class=HTMLResponse)
-async def models_page(request: Request, person: PersonDep, services: ServicesDep) -> Response:
+async def models_page(request: Request, person: PersonDep, services: ServicesDep, database: DatabaseDep) -> Response:
     versions = await _listed(services)
+    recipes = await in_database(database, models_by_recipe)
     return render(
         request,
         "models.html",
@@ -55,6 +58,8 @@ async def models_page(request: Request, person: PersonDep, services: ServicesDep
         title="Models",
         nav="models",
         versions=list(reversed(versions)),  # newest first, as people read a history
+        recipes=recipes,
+        current=next((v.version for v in versions if v.current), None),
         serving=services.served.current.version if services.served.current is not None else None,
     )
 

@@ -460,6 +460,21 @@ def test_an_operator_sees_no_rollback_and_a_forged_one_is_403(station: Station) 
     assert station.kafka.sent == [] and station.catalog.current == "v2"
 
 
+def test_the_models_page_names_the_model_of_each_recipes_latest_verdict(station: Station) -> None:
+    station.seed(
+        verdict("a-1", recipe="21700", model_version="v1"),
+        verdict("a-2", minutes=5, recipe="21700"),
+        verdict("b-1", minutes=9, recipe="4680", model_version="v1"),
+    )
+    station.login("olga")
+    page = station.client.get("/review/models")
+    rows = re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td><b>([^<]+)</b>( <span class=\"chip current\">)?", page.text)
+    assert [(recipe, version, bool(chip)) for recipe, version, chip in rows] == [
+        ("21700", "v2", True),
+        ("4680", "v1", False),
+    ]
+
+
 def test_an_engineer_rolls_back_after_confirming(station: Station) -> None:
     station.login("erik")
     page = station.client.get("/review/models")

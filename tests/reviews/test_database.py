@@ -18,7 +18,7 @@ from reviews.decisions import DecisionLabel, DecisionRequest, OverrideRequired, 
 from reviews.materialise import OffsetConflict, audited, store_batch, stored_offsets
 from reviews.people import InvalidUser, add_user, authenticate, close_session, csrf_matches, open_session, signed_in
 from reviews.queue import QueueFilter, cell_detail, choices, queue
-from reviews.stats import daily
+from reviews.stats import NO_RECIPE, daily, models_by_recipe
 from reviews.tables import Base, Cell, OutboxMessage, RejectedVerdict, VerdictRecord
 from schemas.accepted import AcceptedScan
 from tests.reviews.conftest import T0, verdict_record
@@ -205,3 +205,21 @@ def test_daily_figures_give_the_detectors_precision_in_production(database: Data
     assert (day.recipe, day.day, day.judged, day.flagged) == ("21700-a", T0.date(), 10, 4)
     assert (day.confirmed_defects, day.false_alarms) == (2, 1)
     assert day.precision == pytest.approx(2 / 3)
+
+
+def test_each_recipe_names_the_model_of_its_latest_verdict(database: Database) -> None:
+    records = [
+        verdict_record(0, recipe="21700-a", model_version="v0001"),
+        verdict_record(1, recipe="21700-a", model_version="v0002"),
+        verdict_record(2, recipe="21700-a", model_version="v0002"),
+        verdict_record(3, recipe="4680-b", model_version="v0001"),
+        verdict_record(4),
+    ]
+    database.run(lambda s: store_batch(s, GROUP, records, {}, audit_rate=0))
+    by_recipe = database.run(models_by_recipe)
+    assert [(r.recipe, r.model_version, r.cells) for r in by_recipe] == [
+        (NO_RECIPE, "v0001", 1),
+        ("21700-a", "v0002", 2),
+        ("4680-b", "v0001", 1),
+    ]
+    assert by_recipe[1].judged_at == T0 + timedelta(minutes=2)
