@@ -23,14 +23,29 @@ REJECTED_BYTES_KEPT = 64 * 1024
 
 class ReviewedVerdict(Verdict):
     """A verdict as the review station reads it: what later verdicts carry besides today's fields
-    (the recipe, measurements, findings, an `unusable` status) is taken where present."""
+    (findings, an `unusable` status with its reasons) is taken where present."""
 
-    recipe: str | None = Field(None, max_length=64)
     status: str = Field("judged", max_length=16, description="judged | unusable")
-    conforms: bool | None = None
     findings: list[dict[str, Any]] | None = None
-    measurements: dict[str, Any] | None = None
-    reasons: list[str] | None = Field(None, description="failed checks or unusable reason codes")
+    reasons: list[str] | None = Field(None, description="unusable reason codes")
+
+
+def measurement_rows(verdict: Verdict) -> dict[str, Any] | None:
+    """The cell page's measurements: each measured value with its recipe check (min, max, nominal,
+    `ok`, and why a check could not be made) when the verdict has one."""
+    if verdict.measurements is None:
+        return None
+    checks = {c.name: c for c in verdict.conformance.checks} if verdict.conformance is not None else {}
+    rows: dict[str, Any] = {}
+    for name, measured in verdict.measurements.items():
+        row = measured.model_dump(mode="json", exclude_none=True)
+        check = checks.get(name)
+        if check is not None:
+            row |= {"nominal": check.nominal, "min": check.min, "max": check.max, "ok": check.passed}
+            if check.reason:
+                row["check"] = check.reason
+        rows[name] = row
+    return rows
 
 
 @dataclass(frozen=True)
@@ -178,8 +193,9 @@ def _update_cell(session: Session, verdict: ReviewedVerdict, audit_rate: float) 
     cell.reconstruction_error = verdict.reconstruction_error
     cell.conforms = verdict.conforms
     cell.findings = verdict.findings
-    cell.measurements = verdict.measurements
-    cell.reasons = verdict.reasons
+    cell.measurements = measurement_rows(verdict)
+    failed = list(verdict.conformance.failed) if verdict.conformance is not None else []
+    cell.reasons = verdict.reasons if verdict.status == "unusable" else (failed or verdict.reasons)
     cell.judged_at = aware(verdict.judged_at)
     cell.queue_reason = reason
     cell.in_queue = reason is not None and cell.decision_id is None

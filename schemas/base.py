@@ -9,7 +9,9 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 SCHEMA_MAJOR = 1
-SCHEMA_VERSION = f"{SCHEMA_MAJOR}.0"
+# 1.1: verdicts gain recipe, pixel_mm, measurements, conforms and conformance; scan events recipe
+# and pixel_mm (all optional: every 1.0 message stays valid).
+SCHEMA_VERSION = f"{SCHEMA_MAJOR}.1"
 
 # Scan ids end up in object keys, metric labels and log lines: printable (letters of any script, as in
 # the keys MinIO notifies), bounded, no path tricks.

@@ -10,6 +10,7 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.base import Message, ScanId, summarise, utc_now
+from schemas.recipes import RecipeName
 
 
 class ScanEvent(Message):
@@ -22,6 +23,8 @@ class ScanEvent(Message):
     etag: str | None = Field(None, max_length=128)
     source: str = Field("battery-ct", max_length=128, description="Who produced the event")
     created_at: datetime = Field(default_factory=utc_now, description="When the scan landed")
+    recipe: RecipeName | None = Field(None, description="The cell design to measure it against (1.1)")
+    pixel_mm: float | None = Field(None, gt=0, le=10, description="Pixel size in mm, when the file has none (1.1)")
 
     @property
     def image_url(self) -> str:

@@ -7,6 +7,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import Message, ScanId, utc_now
+from schemas.measurements import Measurement, MeasurementName
+from schemas.recipes import Conformance, RecipeName
 
 
 class StageTimings(BaseModel):
@@ -40,3 +42,13 @@ class Verdict(Message):
     batch_size: int | None = Field(None, ge=1)
     event_time: datetime | None = None
     judged_at: datetime = Field(default_factory=utc_now)
+    # 1.1: the cell against its recipe (schemas/measurements.py names the measurements).
+    recipe: RecipeName | None = Field(None, description="The cell design the scan was measured against")
+    pixel_mm: float | None = Field(None, gt=0, description="Pixel size the measurements used; null: values in px")
+    measurements: dict[MeasurementName, Measurement] | None = Field(
+        None, description="What was measured (the recipe's families); null: not measured"
+    )
+    conforms: bool | None = Field(
+        None, description="Within every tolerance of the recipe; null: not checked (see conformance.reason)"
+    )
+    conformance: Conformance | None = Field(None, description="Every check, the failed ones named, or the reason")

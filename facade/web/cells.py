@@ -159,8 +159,9 @@ async def cell_page(
 def measurement_rows(measurements: dict[str, object]) -> list[dict[str, object]]:
     """One row per measurement: its value, and its tolerance and verdict where the verdict gives them.
 
-    A measurement is either a number or an object such as `{"value": 1.2, "min": 1.0, "max": 1.5,
-    "unit": "mm", "ok": true}`; what is not given stays empty rather than guessed.
+    A measurement is an object as `reviews.materialise.measurement_rows` stores it, e.g.
+    `{"value": 21.3, "unit": "mm", "min": 20.95, "max": 21.25, "ok": false, "check": "..."}`, or
+    a bare number (older verdicts); what is not given stays empty rather than guessed.
     """
     rows: list[dict[str, object]] = []
     for name, raw in sorted(measurements.items()):
@@ -171,7 +172,18 @@ def measurement_rows(measurements: dict[str, object]) -> list[dict[str, object]]
             numeric = all(isinstance(v, int | float) or v is None for v in (value, low, high))
             if ok is None and numeric and value is not None and (low is not None or high is not None):
                 ok = (low is None or value >= low) and (high is None or value <= high)
-            rows.append({"name": name, "value": value, "low": low, "high": high, "unit": raw.get("unit"), "ok": ok})
+            note = raw.get("check") or raw.get("reason")
+            rows.append(
+                {
+                    "name": name,
+                    "value": value,
+                    "low": low,
+                    "high": high,
+                    "unit": raw.get("unit"),
+                    "ok": ok,
+                    "note": note,
+                }
+            )
         else:
-            rows.append({"name": name, "value": raw, "low": None, "high": None, "unit": None, "ok": None})
+            rows.append({"name": name, "value": raw, "low": None, "high": None, "unit": None, "ok": None, "note": None})
     return rows

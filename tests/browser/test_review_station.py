@@ -75,6 +75,35 @@ def tiff16(png: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def measurements(*, out_of_tolerance: bool) -> dict[str, Any]:
+    return {
+        "can.outer_diameter_mm": {"value": 21.31 if out_of_tolerance else 21.12, "unit": "mm", "confidence": 0.97},
+        "can.wall_min_mm": {"value": 0.241, "unit": "mm", "confidence": 0.95},
+        "roll.core_diameter_mm": {"value": 2.42, "unit": "mm", "confidence": 0.9},
+        "roll.turns": {"value": 29, "unit": "count", "confidence": 0.9},
+        "overhang.min_mm": {"unit": "mm", "reason": "a slice has no end region"},
+    }
+
+
+def conformance(*, out_of_tolerance: bool) -> dict[str, Any]:
+    diameter = 21.31 if out_of_tolerance else 21.12
+    checks = [
+        {
+            "name": "can.outer_diameter_mm",
+            "value": diameter,
+            "unit": "mm",
+            "nominal": 21.1,
+            "min": 20.95,
+            "max": 21.25,
+            "passed": not out_of_tolerance,
+            "reason": "21.31 is above the maximum 21.25" if out_of_tolerance else None,
+        },
+        {"name": "can.wall_min_mm", "value": 0.241, "unit": "mm", "min": 0.22, "passed": True},
+    ]
+    failed = ["can.outer_diameter_mm"] if out_of_tolerance else []
+    return {"recipe": "21700", "conforms": not out_of_tolerance, "failed": failed, "checks": checks}
+
+
 def seed(settings: Settings, store: ObjectStore, database: Database) -> None:
     """A morning on line 2: three flagged cells, one out of tolerance, one unusable, one audit sample."""
     slices = sorted(REAL_SLICES.glob("*.png"))
@@ -116,16 +145,8 @@ def seed(settings: Settings, store: ObjectStore, database: Database) -> None:
             "findings": [{"kind": "pore", "slice": 41, "x": how["spot"][1], "y": how["spot"][0], "area_px": 38}]
             if "spot" in how
             else [],
-            "measurements": {
-                "can_radius_mm": {
-                    "value": 10.62 if how.get("conforms") is False else 10.47,
-                    "min": 10.4,
-                    "max": 10.55,
-                    "unit": "mm",
-                },
-                "core_radius_mm": {"value": 1.21, "min": 1.0, "max": 1.4, "unit": "mm"},
-                "turn_pitch_mm": {"value": 0.183, "min": 0.17, "max": 0.2, "unit": "mm"},
-            },
+            "measurements": measurements(out_of_tolerance=how.get("conforms") is False),
+            "conformance": conformance(out_of_tolerance=how.get("conforms") is False),
         }
         payload = verdict.model_dump(mode="json") | extra
         records.append(ConsumedRecord(settings.topic_verdicts, 0, offset, json.dumps(payload).encode()))

@@ -120,7 +120,7 @@ async def test_first_batch_trains_bad_input_is_dead_lettered_and_replays_do_not_
     bad = AcceptedScan(scan_id="x", image_url="s3://b/k.png", label="normal")
     poison: list[tuple[bytes | None, bytes]] = [
         (b"junk", b"{not json"),
-        (b"major", bad.to_json().replace(b'"schema_version":"1.0"', b'"schema_version":"9.0"')),
+        (b"major", bad.model_copy(update={"schema_version": "9.0"}).to_json()),
         (b"file", bad.model_copy(update={"image_url": "file:///etc/passwd"}).to_json()),
         (b"missing", bad.model_copy(update={"image_url": f"s3://{settings.bucket_scans}/nope.png"}).to_json()),
         (b"corrupt", bad.model_copy(update={"image_url": f"s3://{settings.bucket_scans}/corrupt.png"}).to_json()),

@@ -295,7 +295,29 @@ def test_the_cell_page_shows_verdict_findings_measurements_and_the_decision_keys
             anomaly=True,
             heatmap_url="s3://heatmaps/v2/line1/cell-7.png",
             findings=[{"kind": "pore", "slice": 12, "area_px": 31}],
-            measurements={"can_radius_mm": {"value": 10.6, "min": 10.4, "max": 10.5, "unit": "mm"}, "turns": 34},
+            recipe="21700",
+            measurements={
+                "can.outer_diameter_mm": {"value": 21.3, "unit": "mm"},
+                "roll.turns": {"value": 34, "unit": "count"},
+                "overhang.min_mm": {"unit": "mm", "reason": "no end region in the slice"},
+            },
+            conforms=False,
+            conformance={
+                "recipe": "21700",
+                "conforms": False,
+                "failed": ["can.outer_diameter_mm"],
+                "checks": [
+                    {
+                        "name": "can.outer_diameter_mm",
+                        "value": 21.3,
+                        "unit": "mm",
+                        "min": 20.95,
+                        "max": 21.25,
+                        "passed": False,
+                        "reason": "21.3 is above the maximum 21.25",
+                    }
+                ],
+            },
         )
     )
     station.login("olga")
@@ -304,7 +326,8 @@ def test_the_cell_page_shows_verdict_findings_measurements_and_the_decision_keys
     text = page.text
     assert "0.9" in text and "0.5" in text and "v2" in text
     assert "pore" in text and "31" in text
-    assert "10.6 mm" in text and "10.4 … 10.5" in text and 'class="bad"' in text and "turns" in text
+    assert "21.3 mm" in text and "20.95 … 21.25" in text and 'class="bad"' in text and "roll.turns" in text
+    assert "21.3 is above the maximum 21.25" in text and "no end region in the slice" in text
     for key in ("d", "n", "u", "c", "h"):
         assert f"<kbd>{key}</kbd>" in text
     assert 'src="/review/cells/line1/cell-7/heatmap"' in text and 'src="/review/static/review.js"' in text
