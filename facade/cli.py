@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "serve",
     "upload",
     "checkpoints",
+    "recipes",
     "review",
     "demo",
 )

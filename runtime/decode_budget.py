@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import TypeVar
 
-import numpy as np
+T = TypeVar("T")
 
 
 class DecodeBudgetFull(Exception):  # noqa: N818 (a state of the process, answered 503)
@@ -137,9 +138,7 @@ class DecodeLanes:
         return self.small if pixels <= self.small_pixels else self.large
 
 
-async def decode_within(
-    lanes: DecodeLanes | Lane, decode: Callable[[bytes, int], np.ndarray], data: bytes, size: int
-) -> np.ndarray:
+async def decode_within(lanes: DecodeLanes | Lane, decode: Callable[[bytes, int], T], data: bytes, size: int) -> T:
     """`decode(data, size)` in its lane's threads, holding the pixels the header declares in the
     lane's budget.
 

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     batch_size: int = Field(16, ge=1, description="Micro-batch size of the inference consumer and training")
     batch_linger_ms: int = Field(50, ge=0, description="How long the inference consumer waits to fill a batch")
     heatmaps: bool = Field(False, description="Store a heat-map PNG per verdict and put its URL in the verdict")
+    default_recipe: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Recipe of scans whose event names none (unset: such scans are not measured)",
+    )
+    recipe_refresh_s: float = Field(
+        60.0, gt=0, description="How long a service keeps a recipe before it reads the registry's newest again"
+    )
     threshold_quantile: float = Field(
         0.99, gt=0, lt=1, description="Quantile of normal validation scores used as threshold (no defects known)"
     )

@@ -17,6 +17,7 @@ class StageTimings(BaseModel):
     model_config = ConfigDict(frozen=True)
     fetch_ms: float = Field(ge=0)
     decode_ms: float = Field(ge=0)
+    measure_ms: float | None = Field(None, ge=0, description="Measuring the cell for its recipe (1.1)")
     model_ms: float = Field(ge=0, description="The scan's share of its micro-batch's model time")
     publish_ms: float | None = Field(
         None,

@@ -20,6 +20,7 @@ import numpy as np
 from consumers.inference.prepare import PreparedBatch, Ready
 from model_core.detector import Detector, ScanScore
 from runtime.dead_letters import Poison
+from runtime.recipes import cell_check
 from schemas.base import utc_now
 from schemas.scans import ScanEvent
 from schemas.verdicts import StageTimings, Verdict
@@ -130,6 +131,7 @@ def build_verdict(
     """The verdict of one scan; `model_s` is its share of the batch's model time."""
     now = now or utc_now()
     event = item.job.event
+    check = cell_check(item.plan, item.measured, item.measure_error)
     return Verdict(
         scan_id=event.scan_id,
         image_url=event.image_url,
@@ -142,6 +144,7 @@ def build_verdict(
         timings=StageTimings(
             fetch_ms=item.fetch_s * 1000,
             decode_ms=item.decode_s * 1000,
+            measure_ms=item.measure_s * 1000 if item.plan is not None else None,
             model_ms=model_s * 1000,
             # The verdict is serialised before the transaction that publishes it, so its own publish
             # time cannot be in it: always None here; the publish stage is the stage_seconds metric.
@@ -151,4 +154,9 @@ def build_verdict(
         batch_size=batch_size,
         event_time=event.created_at,
         judged_at=now,
+        recipe=check.recipe,
+        pixel_mm=check.pixel_mm,
+        measurements=check.measurements,
+        conforms=check.conforms,
+        conformance=check.conformance,
     )

@@ -1,6 +1,7 @@
 """Parse, fetch and decode a poll's scans for the detector pinned at that poll: the parsing is a
 pure step (records in, jobs and poison out); S3 fetches run concurrently, decoding in a small
-thread pool.
+thread pool. A scan whose recipe asks for measurements is measured in the same decode call, at
+its own resolution.
 
 Poison (missing object, oversized or corrupt image) becomes a `Poison`; a transient failure (S3
 down) is retried with backoff for as long as it takes, so it never becomes a dead letter.
@@ -17,14 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model_core.detector import Detector
+from model_core.metrology.plan import MeasurePlan
 from runtime.dead_letters import Poison
 from runtime.decode_budget import DecodeBudget, Lane, decode_within
 from runtime.delivery import Polled
+from runtime.recipes import NoPlan, RecipeCache
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff, retry_transient
+from schemas.measurements import Measurements
 from schemas.scans import ScanEvent, ScanMessageError, parse_scan_message
 from storage.errors import UrlNotAllowed
-from storage.scans import DecodeFn
+from storage.scans import DecodedScan, DecodeFn, MeasuringDecodeFn
 
 FetchFn = Callable[[ScanEvent], Awaitable[bytes]]
 
@@ -45,12 +49,16 @@ class Parsed:
 
 @dataclass(frozen=True)
 class Ready:
-    """A scan fetched and preprocessed for the model."""
+    """A scan fetched and preprocessed for the model, and measured when its recipe asks."""
 
     job: Job
     image: np.ndarray  # (S, S) float32 from model_core.imaging.preprocess
     fetch_s: float
     decode_s: float
+    plan: MeasurePlan | NoPlan | None = None  # None: this consumer does not measure
+    measured: Measurements | None = None
+    measure_s: float = 0.0
+    measure_error: str | None = None
 
 
 def parse_records(records: Iterable[SourceRecord]) -> Parsed:
@@ -94,6 +102,9 @@ class Preparer:
         concurrency: int = 16,
         backoff: Backoff = Backoff(),
         on_transient: Callable[[BaseException], None] | None = None,
+        measuring: MeasuringDecodeFn | None = None,
+        recipes: RecipeCache | None = None,
+        default_recipe: str | None = None,
     ) -> None:
         self._fetch = fetch
         self._decode = decode
@@ -104,6 +115,9 @@ class Preparer:
         self._slots = asyncio.Semaphore(concurrency)
         self._backoff = backoff
         self._on_transient = on_transient
+        self._measuring = measuring if recipes is not None else None
+        self._recipes = recipes
+        self._default_recipe = default_recipe
 
     async def prepare(self, polled: Polled, detector: Detector) -> PreparedBatch:
         """Raises `Abandoned` when shutdown is requested while the object store is unavailable."""
@@ -134,11 +148,50 @@ class Preparer:
         except Exception as exc:
             return Poison(job.source, exc, job.event.scan_id)
         fetched = time.perf_counter()
+        plan = await self._plan(job.event)
         try:
-            if self._budget is None:
-                image = await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, data, image_size)
-            else:
-                image = await decode_within(Lane(self._budget, self._executor), self._decode, data, image_size)
+            decoded = await self._decode_scan(data, image_size, plan if isinstance(plan, MeasurePlan) else None)
         except Exception as exc:
             return Poison(job.source, exc, job.event.scan_id)
-        return Ready(job, image, fetched - started, time.perf_counter() - fetched)
+        return Ready(
+            job,
+            decoded.image,
+            fetched - started,
+            time.perf_counter() - fetched - decoded.measure_s,
+            plan,
+            decoded.measured,
+            decoded.measure_s,
+            decoded.measure_error,
+        )
+
+    async def _plan(self, event: ScanEvent) -> MeasurePlan | NoPlan | None:
+        """What to measure of the scan (None: this consumer measures nothing); the recipe store is
+        retried while it cannot be reached, as the scan's own object is."""
+        recipes = self._recipes
+        if recipes is None:
+            return None
+        name = event.recipe or self._default_recipe
+        try:
+            return await retry_transient(
+                lambda: recipes.plan(event.recipe, default=self._default_recipe, pixel_mm=event.pixel_mm),
+                what=f"reading recipe {name}",
+                stop=self._stop,
+                backoff=self._backoff,
+                on_retry=self._on_transient,
+            )
+        except Abandoned:
+            raise
+        except Exception as exc:  # a recipe that cannot be read costs the scan its check, not its verdict
+            return NoPlan(name, f"recipe {name} cannot be read: {exc}")
+
+    async def _decode_scan(self, data: bytes, size: int, plan: MeasurePlan | None) -> DecodedScan:
+        measuring, plain = self._measuring, self._decode
+
+        def decode(data: bytes, size: int) -> DecodedScan:
+            if plan is not None and measuring is not None:
+                return measuring(data, size, plan)
+            return DecodedScan(plain(data, size))
+
+        if self._budget is None:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, decode, data, size)
+        return await decode_within(Lane(self._budget, self._executor), decode, data, size)

@@ -29,13 +29,14 @@ from runtime.lifecycle import connected
 from runtime.metrics import service_registry
 from runtime.model_updates import KafkaUpdateFeed, UpdateFeed
 from runtime.outbox import outbox_for
+from runtime.recipes import RecipeCache
 from runtime.retry import Abandoned, retry_transient
 from runtime.served_model import ModelSource, ServedModel, detector_loader
 from runtime.shutdown import serve_until_signalled
 from runtime.topics import ensure_topics, standard_topics
 from schemas.scans import ScanEvent
 from schemas.settings import Settings
-from storage.scans import scan_decoder
+from storage.scans import measuring_decoder, scan_decoder
 from storage.urls import ObjectRef
 
 if TYPE_CHECKING:
@@ -74,6 +75,14 @@ def heatmap_writer(
         return ObjectRef(settings.bucket_heatmaps, key).url
 
     return write
+
+
+def recipe_cache(store: ObjectStore, settings: Settings) -> RecipeCache:
+    """The recipes in the registry's bucket, each read again after `recipe_refresh_s`."""
+    from model_core.recipe_book import RecipeBook
+    from storage.registry_store import S3BlobStore
+
+    return RecipeCache(RecipeBook(S3BlobStore(store, settings.bucket_models)), refresh_s=settings.recipe_refresh_s)
 
 
 def registry_source(store: ObjectStore, settings: Settings) -> ModelSource:
@@ -162,6 +171,9 @@ class InferenceService:
             allowed_buckets=settings.scan_buckets(),
             budget=DecodeBudget(settings.decode_budget()),
             concurrency=2 * settings.batch_size,
+            measuring=measuring_decoder(max_pixels=settings.max_image_pixels),
+            recipes=recipe_cache(store, settings),
+            default_recipe=settings.default_recipe,
         )
         heatmaps = heatmap_writer(store, settings, decode_pool, stop) if settings.heatmaps else None
         pipeline = InferencePipeline(

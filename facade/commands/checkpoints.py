@@ -129,7 +129,7 @@ def format_table(records: list[VersionRecord]) -> str:
     return "\n".join(rows)
 
 
-def _guarded(action: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace], int]:
+def guarded(action: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace], int]:
     """Turn the registry's and the store's errors into one line on stderr and exit status 1 or 2."""
 
     def run(args: argparse.Namespace) -> int:
@@ -149,7 +149,7 @@ def _guarded(action: Callable[[argparse.Namespace, Settings], int]) -> Callable[
     return run
 
 
-@_guarded
+@guarded
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     records = open_registry(settings).list_versions()
     if args.json:
@@ -162,7 +162,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_guarded
+@guarded
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.model_updates import ModelUpdate
 
@@ -177,13 +177,13 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_guarded
+@guarded
 def _fetch(args: argparse.Namespace, settings: Settings) -> int:
     print(open_registry(settings).fetch(args.version, args.dest))
     return 0
 
 
-@_guarded
+@guarded
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.model_updates import ModelUpdate
 

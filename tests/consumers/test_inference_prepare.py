@@ -1,17 +1,25 @@
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import numpy as np
 import pytest
 
 from consumers.inference.prepare import Preparer
+from model_core.blob_store import LocalBlobStore
 from model_core.detector import Detector
+from model_core.metrology.plan import MeasurePlan
+from model_core.recipe_book import RecipeBook
 from runtime.delivery import Polled
+from runtime.recipes import NoPlan, RecipeCache
 from runtime.records import SourceRecord
 from runtime.retry import Abandoned, Backoff
+from schemas.measurements import Measurement
+from schemas.recipes import Recipe
 from schemas.scans import ScanEvent
+from storage.scans import DecodedScan
 
 FAST = Backoff(initial=0.001, maximum=0.002)
 
@@ -115,3 +123,41 @@ async def test_an_event_naming_another_bucket_is_poison_before_any_fetch() -> No
         preparer = Preparer(fetch, decode, pool, stop=asyncio.Event(), allowed_buckets=frozenset({"scans"}))
         batch = await preparer.prepare(Polled(0, [other]), detector(8))
     assert [p.error.code for p in batch.poisons] == ["bucket_not_allowed"]  # type: ignore[attr-defined]
+
+
+async def test_a_scan_is_measured_as_its_recipe_says_and_one_without_a_known_recipe_is_not(tmp_path: Path) -> None:
+    book = RecipeBook(LocalBlobStore(tmp_path))
+    book.add(Recipe.model_validate({"name": "21700", "tolerances": {"can.wall_min_mm": {"min": 0.2}}}))
+    measured_with: list[MeasurePlan | None] = []
+
+    def measuring(data: bytes, size: int, plan: MeasurePlan | None) -> DecodedScan:
+        measured_with.append(plan)
+        value = {"can.wall_min_mm": Measurement(value=0.25, unit="mm")}
+        return DecodedScan(decode(data, size), value, measure_s=0.01)
+
+    async def fetch(event: ScanEvent) -> bytes:
+        return event.key.encode()
+
+    def event(name: str, offset: int, **fields: object) -> SourceRecord:
+        message = ScanEvent.model_validate({"scan_id": name, "bucket": "scans", "key": name, **fields})
+        return SourceRecord("ct.scans", 0, offset, None, message.to_json())
+
+    with ThreadPoolExecutor(2) as pool:
+        preparer = Preparer(
+            fetch,
+            decode,
+            pool,
+            stop=asyncio.Event(),
+            backoff=FAST,
+            measuring=measuring,
+            recipes=RecipeCache(book, refresh_s=60),
+        )
+        records = [event("a", 0, recipe="21700", pixel_mm=0.05), event("b", 1), event("c", 2, recipe="4680")]
+        batch = await preparer.prepare(Polled(1, records), detector(8))
+    ready = {item.job.event.key: item for item in batch.ready}
+    assert isinstance(ready["a"].plan, MeasurePlan) and ready["a"].plan.pixel_mm == 0.05
+    assert ready["a"].measured is not None and ready["a"].measure_s == 0.01
+    assert ready["a"].image.shape == (8, 8)
+    assert isinstance(ready["b"].plan, NoPlan) and ready["b"].measured is None
+    assert isinstance(ready["c"].plan, NoPlan) and "not in the registry" in ready["c"].plan.reason
+    assert len(measured_with) == 1  # only the scan with a known recipe was measured
