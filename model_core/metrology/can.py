@@ -235,7 +235,7 @@ def _unit_values(image: np.ndarray) -> tuple[npt.NDArray[np.float32], float, flo
     if hi <= lo:
         return np.zeros_like(values), 1.0, math.inf
     top = float(sample.max())
-    saturated = np.count_nonzero(sample == top) > _SATURATED_SHARE * sample.size
+    saturated = bool(np.count_nonzero(sample == top) > _SATURATED_SHARE * sample.size)
     values = (values - lo) / (hi - lo)
     unit = np.clip(sample * (1 / (hi - lo)) - lo / (hi - lo), 0.0, 1.0)
     try:
@@ -285,7 +285,7 @@ def _little_outside(bright: npt.NDArray[np.bool_], row: float, col: float, radiu
     rows, cols = np.nonzero(bright)
     reach = 1.15 * radius + 3
     outside = np.count_nonzero((rows - row) ** 2 + (cols - col) ** 2 > reach**2)
-    return outside <= _MAX_BRIGHT_OUTSIDE * max(rows.size, 1)
+    return bool(outside <= _MAX_BRIGHT_OUTSIDE * max(rows.size, 1))
 
 
 def _ray_edges(
@@ -300,7 +300,10 @@ def _ray_edges(
     row0, col0 = centre
     map_x = (col0 + np.cos(angles)[:, None] * radii[None, :]).astype(np.float32)
     map_y = (row0 + np.sin(angles)[:, None] * radii[None, :]).astype(np.float32)
-    profile = cv2.remap(values, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    profile: FloatArray = np.asarray(
+        cv2.remap(values, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan),
+        dtype=np.float32,
+    )
     rays, index = np.arange(count), np.arange(radii.size)[None, :]
     above = profile > threshold
     has_run = above.any(axis=1)
@@ -351,12 +354,14 @@ def _crossing(
     rays, index = np.arange(profile.shape[0]), np.arange(radii.size)[None, :]
     beyond = index > start[:, None] if outward else index < start[:, None]
     cross = (profile < level[:, None]) & beyond
-    found = cross.any(axis=1)
+    found: npt.NDArray[np.bool_] = np.asarray(cross.any(axis=1))
     if outward:
         j = np.clip(np.argmax(cross, axis=1), 1, radii.size - 1)
-        return radii[j - 1] + _RADIAL_STEP * _fraction(profile[rays, j - 1], profile[rays, j], level), found
+        edge = radii[j - 1] + _RADIAL_STEP * _fraction(profile[rays, j - 1], profile[rays, j], level)
+        return np.asarray(edge, dtype=np.float64), found
     j = np.clip(radii.size - 1 - np.argmax(cross[:, ::-1], axis=1), 0, radii.size - 2)
-    return radii[j + 1] - _RADIAL_STEP * _fraction(profile[rays, j + 1], profile[rays, j], level), found
+    edge = radii[j + 1] - _RADIAL_STEP * _fraction(profile[rays, j + 1], profile[rays, j], level)
+    return np.asarray(edge, dtype=np.float64), found
 
 
 def _blur_bias(

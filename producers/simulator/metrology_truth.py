@@ -69,7 +69,7 @@ def _boundary(spec: SliceSpec, theta: Array, target: float) -> Array:
         mid = (lo + hi) / 2
         below = _lookup(spec, mid, theta) < target
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return (lo + hi) / 2
+    return np.asarray((lo + hi) / 2, dtype=np.float64)
 
 
 def _lookup(spec: SliceSpec, r: Array, theta: Array) -> Array:

@@ -37,7 +37,7 @@ def _wall(
     off = np.abs((theta - at + np.pi) % (2 * np.pi) - np.pi)
     outer = ellipse - depth * 0.5 * (1 + np.cos(np.pi * np.clip(off / half, 0, 1)))
     inside = (rho < outer) & (rho >= outer - thickness)
-    return inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
+    return np.asarray(inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3)))
 
 
 def _scan(coverage: np.ndarray, roll: float = 0.35) -> np.ndarray:
