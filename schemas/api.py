@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.measurements import Measurement, MeasurementName
+from schemas.recipes import Conformance, RecipeName
+
 
 class ImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -17,6 +20,12 @@ class ImageRequest(BaseModel):
         examples=["s3://scans/line1/cell-0001.png"],
     )
     heatmap: bool = Field(False, description="/predict only: store the heat map and return its URL")
+    recipe: RecipeName | None = Field(
+        None, description="/predict only: measure the cell against this recipe (default: the default_recipe setting)"
+    )
+    pixel_mm: float | None = Field(
+        None, gt=0, le=10, description="/predict only: pixel size in mm (default: the recipe's)"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -26,6 +35,13 @@ class PredictResponse(BaseModel):
     threshold: float
     model_version: str
     heatmap_url: str | None = None
+    recipe: str | None = Field(None, description="The recipe the cell was measured against")
+    pixel_mm: float | None = None
+    measurements: dict[MeasurementName, Measurement] | None = Field(
+        None, description="The recipe's measurements (names: schemas/measurements.py); null: not measured"
+    )
+    conforms: bool | None = Field(None, description="Within every tolerance; null: not checked (see conformance)")
+    conformance: Conformance | None = None
 
 
 class TrainingResponse(BaseModel):

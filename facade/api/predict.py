@@ -1,4 +1,5 @@
-"""POST /predict: image URL -> policy -> fetch -> decode and preprocess -> score -> optional heat map.
+"""POST /predict: image URL -> policy -> fetch -> decode and preprocess (and measure for the
+recipe) -> score -> optional heat map.
 
 The decode/preprocess and the heat-map key are the ones the inference consumer uses (`storage.scans`),
 so a scan gets the same score whether it comes by Kafka or by HTTP.
@@ -12,6 +13,7 @@ from fastapi import APIRouter
 from facade.api.deps import ApiKeyHeader, DetectorDep, ServicesDep, check_write_access
 from facade.api.openapi import errors
 from facade.api.services import Services
+from runtime.recipes import cell_check
 from schemas.api import ImageRequest, PredictResponse
 from schemas.scans import scan_id_from_key
 
@@ -27,8 +29,11 @@ async def predict(
     if body.heatmap:
         check_write_access(services.settings, x_api_key)
     ref, data = await services.fetch_scan(body.image_url)
-    image = await services.decode_scan(data, detector.image_size)
+    plan = await services.plan_for(body.recipe, body.pixel_mm)
+    decoded = await services.decode_and_measure(data, detector.image_size, plan)
+    image = decoded.image
     (score,) = await services.in_model_thread(detector.score_batch, image[None])
+    check = cell_check(plan, decoded.measured, decoded.measure_error)
     heatmap_url = None
     if body.heatmap:
         scan_id = scan_id_from_key(ref.key)
@@ -40,6 +45,11 @@ async def predict(
         threshold=float(detector.threshold),
         model_version=detector.version,
         heatmap_url=heatmap_url,
+        recipe=check.recipe,
+        pixel_mm=check.pixel_mm,
+        measurements=check.measurements,
+        conforms=check.conforms,
+        conformance=check.conformance,
     )
 
 

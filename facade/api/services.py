@@ -29,7 +29,10 @@ from schemas.model_updates import ModelUpdate
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
+    from model_core.metrology.plan import MeasurePlan
     from model_core.registry import Registry
+    from runtime.recipes import NoPlan, RecipeCache
+    from storage.scans import DecodedScan, MeasuringDecodeFn
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,10 @@ class Services:
     relay_factory: RelayFactory | None = None
     # Heat-map URL -> (bucket, key): the heat-map bucket only, which scans may never name.
     parse_heatmap_url: UrlPolicy | None = None
+    # Measuring for a recipe (build_services: the registry's recipes); without them /predict
+    # answers without measurements, as the unit tests' fakes do.
+    measuring: MeasuringDecodeFn | None = None
+    recipes: RecipeCache | None = None
     # TensorFlow is never called from the event loop: one model thread (the detector serialises
     # callers anyway), a small pool for decoding and heat-map rendering.
     model_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
@@ -178,6 +185,27 @@ class Services:
         """The model's input, decoded as the inference consumer decodes it (in the decode pool)."""
         return await decode_within(self.decode_lanes, self.decode, data, size)
 
+    async def plan_for(self, recipe: str | None, pixel_mm: float | None) -> MeasurePlan | NoPlan | None:
+        """What to measure of a scan of `recipe` (else the default recipe); None: no measuring here."""
+        if self.recipes is None or self.measuring is None:
+            return None
+        return await self.recipes.plan(recipe, default=self.settings.default_recipe, pixel_mm=pixel_mm)
+
+    async def decode_and_measure(self, data: bytes, size: int, plan: MeasurePlan | NoPlan | None) -> DecodedScan:
+        """The model's input and, under a `MeasurePlan`, the measurements, from one decode."""
+        from model_core.metrology.plan import MeasurePlan
+        from storage.scans import DecodedScan
+
+        measuring = self.measuring
+        if not isinstance(plan, MeasurePlan) or measuring is None:
+            return DecodedScan(await self.decode_scan(data, size))
+        chosen = plan
+
+        def decode(data: bytes, size: int) -> DecodedScan:
+            return measuring(data, size, chosen)
+
+        return await decode_within(self.decode_lanes, decode, data, size)
+
 
 class RegistryCatalog:
     """The `Catalog` on the checkpoint registry: versions as CheckpointInfo, and rollback."""
@@ -216,15 +244,17 @@ def readable_buckets(settings: Settings) -> frozenset[str]:
 def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
     """The real services: the S3 object store, the registry in it, Kafka, the storage URL policy
     and the scan decoder the inference consumer uses too."""
+    from model_core.recipe_book import RecipeBook
     from model_core.registry import Registry
     from reviews.relay import OutboxRelay
     from runtime.kafka import instance_id
     from runtime.model_updates import KafkaUpdateFeed
     from runtime.publisher import KafkaPublisher
+    from runtime.recipes import RecipeCache
     from runtime.safety import registry_keys
     from storage.object_store import ObjectStore
     from storage.registry_store import S3BlobStore
-    from storage.scans import scan_decoder
+    from storage.scans import measuring_decoder, scan_decoder
     from storage.urls import parse_image_url
 
     store = ObjectStore.from_settings(settings)
@@ -241,4 +271,8 @@ def build_services(settings: Settings, metrics: FacadeMetrics) -> Services:
         decode=scan_decoder(max_pixels=settings.max_image_pixels),
         metrics=metrics,
         relay_factory=OutboxRelay,
+        measuring=measuring_decoder(max_pixels=settings.max_image_pixels),
+        recipes=RecipeCache(
+            RecipeBook(S3BlobStore(store, settings.bucket_models)), refresh_s=settings.recipe_refresh_s
+        ),
     )

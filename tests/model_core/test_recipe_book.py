@@ -47,3 +47,11 @@ def test_a_changed_recipe_gets_the_next_version_and_an_unchanged_one_none(tmp_pa
         book.get("4680")
     with pytest.raises(UnknownRecipe, match="version 7"):
         book.get("21700-nmc", 7)
+
+
+def test_the_example_recipes_are_valid() -> None:
+    examples = sorted((Path(__file__).parents[2] / "deploy" / "recipes").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        recipe = parse_recipe(path.read_text(), name=str(path))
+        assert recipe.name == path.stem and recipe.tolerances
