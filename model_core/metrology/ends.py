@@ -27,7 +27,7 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.signal import find_peaks
 
-from model_core.metrology.segmentation import brightest, class_thresholds, robust_unit
+from model_core.metrology.segmentation import brightest, robust_unit
 from schemas.measurements import Measurement, MeasurementName, OverhangSector, Unit
 
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -164,6 +164,18 @@ def _layer_texture(unit: FloatArray) -> FloatArray:
     return np.asarray(np.median(high.std(axis=-1), axis=0))
 
 
+def _otsu_split(values: FloatArray) -> float:
+    """Two-class Otsu on a few values, exactly: the midpoint of the gap that best separates them
+    (a histogram's bins are too coarse for a dozen layers)."""
+    ordered = np.sort(values)
+    count = np.arange(1, ordered.size)
+    low = np.cumsum(ordered)[:-1] / count
+    high = (ordered.sum() - np.cumsum(ordered)[:-1]) / (ordered.size - count)
+    between = count * (ordered.size - count) * (high - low) ** 2
+    k = int(np.argmax(between))
+    return float(0.5 * (ordered[k] + ordered[k + 1]))
+
+
 def _layers(reference: FloatArray) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
     """The cathode and anode layers of a radial profile as (peak, gap before, gap after) columns."""
     profile = ndimage.gaussian_filter1d(reference, 0.6)
@@ -182,8 +194,8 @@ def _layers(reference: FloatArray) -> tuple[list[tuple[int, int, int]], list[tup
         after = int(peak + np.argmin(profile[peak : bounds[i + 2] + 1]))
         layers.append((int(peak), before, after))
         contrast.append(profile[peak] - 0.5 * (profile[before] + profile[after]))
-    contrasts = np.asarray(contrast, dtype=np.float32)
-    split = float(class_thresholds(contrasts, 2)[0])
+    contrasts = np.asarray(contrast, dtype=np.float64)
+    split = _otsu_split(contrasts)
     cathodes = [layer for layer, c in zip(layers, contrasts, strict=True) if c > split]
     anodes = [layer for layer, c in zip(layers, contrasts, strict=True) if c <= split]
     return cathodes, anodes
@@ -256,9 +268,9 @@ def _layer_ends(contrast: FloatArray, roll: int) -> tuple[FloatArray, npt.NDArra
     level = np.median(contrast[..., :roll], axis=-1)
     below = contrast < (level / 2)[..., None]
     dropped = below[..., :-1] & below[..., 1:]
-    first = np.argmax(dropped, axis=-1)
-    state = np.where(~dropped.any(axis=-1), _RUNS, np.where(first + 3 > slices, _CUT, _OK))
-    state = np.where((level <= 0) | (first < 1), _NONE, state)
+    first, ended = np.argmax(dropped, axis=-1), dropped.any(axis=-1)
+    state = np.where(~ended, _RUNS, np.where(first + 3 > slices, _CUT, _OK))
+    state = np.where((level <= 0) | (ended & (first < 1)), _NONE, state)
     steps = np.arange(_PLATEAU)
     past = np.clip(first[..., None] + 1 + steps, 0, slices - 1)
     inside = np.clip(first[..., None] - 1 - _PLATEAU + steps, 0, np.maximum(first - 2, 0)[..., None])
