@@ -143,9 +143,29 @@ def queue(session: Session, f: QueueFilter) -> QueuePage:
 
 
 def choices(session: Session) -> QueueChoices:
-    recipes = session.scalars(select(Cell.recipe).where(Cell.recipe.is_not(None)).distinct()).all()
-    versions = session.scalars(select(Cell.model_version).distinct()).all()
-    return QueueChoices(recipes=sorted(r for r in recipes if r), model_versions=sorted(versions, reverse=True))
+    """Every recipe and model version of the cells waiting (the whole queue)."""
+    return summary(session, QueueFilter())[1]
+
+
+def summary(session: Session, f: QueueFilter) -> tuple[dict[str, int], QueueChoices]:
+    """What the queue page shows beside its rows, in one grouped query over the waiting cells in
+    `f`'s dates: the cells waiting per reason under `f`'s other filters, and the recipes and model
+    versions there are to filter by."""
+    dated = f.model_copy(update={"recipe": None, "reason": None, "model_version": None})
+    groups = session.execute(
+        _filtered(select(Cell.queue_reason, Cell.recipe, Cell.model_version, func.count()), dated).group_by(
+            Cell.queue_reason, Cell.recipe, Cell.model_version
+        )
+    ).all()
+    counts: dict[str, int] = {}
+    for reason, recipe, version, count in groups:
+        if (f.recipe is None or recipe == f.recipe) and (f.model_version is None or version == f.model_version):
+            counts[reason] = counts.get(reason, 0) + count
+    found = QueueChoices(
+        recipes=sorted({recipe for _, recipe, _, _ in groups if recipe}),
+        model_versions=sorted({version for _, _, version, _ in groups}, reverse=True),
+    )
+    return counts, found
 
 
 def cell_detail(session: Session, scan_id: str) -> CellDetail | None:

@@ -16,7 +16,7 @@ from facade.web.errors import PageError
 from facade.web.forms import DecisionForm, QueueQuery
 from facade.web.render import PREFIX, cell_url, redirect, render
 from reviews.decisions import DecisionRequest, OverrideRequired, UnknownCell, decide
-from reviews.queue import CellDetail, QueueChoices, QueuePage, cell_detail, choices, queue
+from reviews.queue import CellDetail, QueueChoices, QueuePage, cell_detail, queue, summary
 from schemas.base import summarise_errors
 
 router = APIRouter()
@@ -41,11 +41,8 @@ QueueQueryDep = Annotated[QueueQuery, Depends(queue_query)]
 
 def _queue_view(session: Session, query: QueueQuery) -> tuple[QueuePage, QueueChoices, dict[str, int]]:
     wanted = query.to_filter()
-    counts = {
-        reason: queue(session, wanted.model_copy(update={"reason": reason, "page": 1, "page_size": 1})).total
-        for reason in REASONS
-    }
-    return queue(session, wanted), choices(session), counts
+    counts, available = summary(session, wanted)
+    return queue(session, wanted), available, {reason: counts.get(reason, 0) for reason in REASONS}
 
 
 @router.get("/", response_class=HTMLResponse)
