@@ -486,7 +486,7 @@ def measure_roll(
     traced, ideal = _layers(trace, params, direction, t_start, t_end, n_angles)
     along = (direction * np.arange(n_angles) / n_angles - t_start) % 1.0
     per_layer = _deviations(traced, ideal, np.argsort(along, kind="stable").astype(np.intp))
-    spiral_centre = (centre[0] + float(params[3]), centre[1] + float(params[2]))
+    spiral_centre = (float(centre[0] + params[3]), float(centre[1] + params[2]))
     start = float(params[0] + params[1] * t_start)
     end = float(params[0] + params[1] * t_end)
     spiral = Spiral(spiral_centre, float(params[1]), direction, start, t_start, t_end)
