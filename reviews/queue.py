@@ -152,11 +152,9 @@ def summary(session: Session, f: QueueFilter) -> tuple[dict[str, int], QueueChoi
     `f`'s dates: the cells waiting per reason under `f`'s other filters, and the recipes and model
     versions there are to filter by."""
     dated = f.model_copy(update={"recipe": None, "reason": None, "model_version": None})
-    groups = session.execute(
-        _filtered(select(Cell.queue_reason, Cell.recipe, Cell.model_version, func.count()), dated).group_by(
-            Cell.queue_reason, Cell.recipe, Cell.model_version
-        )
-    ).all()
+    query = _filtered(select(Cell.queue_reason, Cell.recipe, Cell.model_version, func.count()), dated)
+    rows = session.execute(query.group_by(Cell.queue_reason, Cell.recipe, Cell.model_version)).all()
+    groups: list[tuple[str, str | None, str, int]] = [(r[0], r[1], r[2], int(r[3])) for r in rows]
     counts: dict[str, int] = {}
     for reason, recipe, version, count in groups:
         if (f.recipe is None or recipe == f.recipe) and (f.model_version is None or version == f.model_version):
