@@ -4,7 +4,7 @@ its verdict history and decisions."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Select, func, select
@@ -14,6 +14,7 @@ from reviews.tables import Cell, Decision, VerdictRecord
 
 QueueReason = Literal["anomaly", "out_of_tolerance", "unusable", "audit"]
 PAGE_SIZE = 50
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])  # a query keeps its row type
 
 
 class QueueFilter(BaseModel):
@@ -114,7 +115,7 @@ class CellDetail(BaseModel):
         return self.decisions[-1] if self.decisions else None
 
 
-def _filtered(query: Select[Any], f: QueueFilter) -> Select[Any]:
+def _filtered(query: AnySelect, f: QueueFilter) -> AnySelect:
     query = query.where(Cell.in_queue.is_(True))
     if f.recipe is not None:
         query = query.where(Cell.recipe == f.recipe)
@@ -154,7 +155,7 @@ def summary(session: Session, f: QueueFilter) -> tuple[dict[str, int], QueueChoi
     dated = f.model_copy(update={"recipe": None, "reason": None, "model_version": None})
     query = _filtered(select(Cell.queue_reason, Cell.recipe, Cell.model_version, func.count()), dated)
     rows = session.execute(query.group_by(Cell.queue_reason, Cell.recipe, Cell.model_version)).all()
-    groups: list[tuple[str, str | None, str, int]] = [(r[0], r[1], r[2], int(r[3])) for r in rows]
+    groups: list[tuple[str, str | None, str, int]] = [(str(r[0]), r[1], r[2], int(r[3])) for r in rows]
     counts: dict[str, int] = {}
     for reason, recipe, version, count in groups:
         if (f.recipe is None or recipe == f.recipe) and (f.model_version is None or version == f.model_version):
