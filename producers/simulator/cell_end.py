@@ -210,7 +210,7 @@ def _slice(spec: CellEndSpec, plane: _Plane, z_mm: float) -> Array:
     if spec.tilt_deg == 0:
         return np.asarray(image, dtype=np.float32)
     row, col = _centre(spec, z_mm)
-    shift = np.float32([[1, 0, col - plane.centre[1]], [0, 1, row - plane.centre[0]]])
+    shift = np.array([[1, 0, col - plane.centre[1]], [0, 1, row - plane.centre[0]]], dtype=np.float32)
     moved = cv2.warpAffine(
         image.astype(np.float32), shift, (spec.size, spec.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
