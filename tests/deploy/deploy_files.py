@@ -1,5 +1,5 @@
-"""The deploy files and what the tests read from them: the PromQL of the dashboard and the alert rules,
-the published ports of the compose services."""
+"""The deploy files and what the tests read from them: the PromQL of the dashboard (its variables
+expanded) and the alert rules, the published ports of the compose services."""
 
 from __future__ import annotations
 
@@ -36,8 +36,30 @@ def panel_queries(dashboard: dict[str, Any]) -> list[PanelQuery]:
     return queries
 
 
-def rule_exprs(rules: dict[str, Any]) -> dict[str, str]:
-    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
+def row_panels(dashboard: dict[str, Any], row: str) -> list[dict[str, Any]]:
+    """The panels under the row titled `row`: nested in it when it is collapsed, else the ones
+    after it up to the next row."""
+    found: list[dict[str, Any]] = []
+    current = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            if current == row:
+                found.extend(panel.get("panels", []))
+        elif current == row:
+            found.append(panel)
+    return found
+
+
+def expand(expr: str, window: str) -> str:
+    """A panel's PromQL as Grafana sends it: its time windows ($__rate_interval, the dashboard's
+    $window) set to `window`, the $recipe variable at its All value."""
+    return expr.replace("$__rate_interval", window).replace("$window", window).replace("$recipe", ".*")
+
+
+def rule_exprs(rules: dict[str, Any]) -> list[tuple[str, str]]:
+    """(alert, expr) of every alerting rule; an alert may have several rules (one per measurement)."""
+    return [(rule["alert"], rule["expr"]) for group in rules["groups"] for rule in group["rules"]]
 
 
 def metric_names(expr: str) -> set[str]:

@@ -6,7 +6,8 @@ through the Prometheus HTTP API and must return data.
 The stream is the production flow: accepted normal scans make the retrain consumer train and
 publish the first model, the inference consumer picks it up from the model-updates topic, scans
 arrive as MinIO bucket notifications (one of them a corrupt image), and the facade answers a
-/predict.
+/predict. Measured cells of one recipe go through the inference consumer's `measured()` (the
+simulated slices carry no recipe), so the Measurements (SPC) row has data too.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ from model_core.training import TrainingConfig
 from producers.simulator.dataset import generate_dataset
 from runtime.metrics import service_registry
 from schemas.accepted import AcceptedScan
+from schemas.measurements import Measurement, MeasurementName
+from schemas.recipes import CheckResult, Conformance
 from schemas.settings import Settings
+from schemas.verdicts import Verdict
 from storage.object_store import ObjectStore
-from tests.deploy.deploy_files import PanelQuery, panel_queries
+from tests.deploy.deploy_files import PanelQuery, expand, panel_queries
 from tests.deploy.minio_events import minio_put_notification
 from tests.helpers import consume_until, produce_messages
 
@@ -57,6 +61,68 @@ STREAM_SCANS = 12
 # Grafana's $__rate_interval, widened to cover the whole test so that every event is in the window.
 RATE_WINDOW = "10m"
 SCRAPE_INTERVAL_S = 1.0
+RECIPE = "21700-nmc"
+# The recipe's limits (min, max) of the key measurements; eccentricity is a ratio.
+LIMITS: dict[MeasurementName, tuple[float, float]] = {
+    "can.outer_diameter_mm": (20.95, 21.25),
+    "can.wall_min_mm": (0.2, 0.35),
+    "can.eccentricity": (0.0, 0.08),
+    "can.max_dent_mm": (0.0, 0.3),
+    "roll.layer_max_deviation_mm": (0.0, 0.15),
+    "overhang.min_mm": (0.1, 1.5),
+}
+# Ten cells' outer diameters: the last two are above the recipe's maximum.
+DIAMETERS = (21.08, 21.10, 21.12, 21.09, 21.11, 21.13, 21.10, 21.12, 21.31, 21.33)
+
+
+def measured_cell(index: int, diameter: float | None) -> Verdict:
+    """A judged cell of RECIPE with its key measurements checked against LIMITS, or (`diameter`
+    None) one without a pixel size: its values in px, not checked."""
+    if diameter is None:
+        measurements: dict[MeasurementName, Measurement] = {
+            "can.outer_diameter_mm": Measurement(value=620.0, unit="px")
+        }
+        conformance = Conformance(recipe=RECIPE, conforms=None, reason="no pixel size: values in px")
+    else:
+        values: dict[MeasurementName, float] = {
+            "can.outer_diameter_mm": diameter,
+            "can.wall_min_mm": 0.24 + 0.005 * index,
+            "can.eccentricity": 0.02 + 0.002 * index,
+            "can.max_dent_mm": 0.04,
+            "roll.layer_max_deviation_mm": 0.05 + 0.01 * (index % 3),
+            "overhang.min_mm": 0.3 - 0.01 * index,
+        }
+        measurements = {
+            name: Measurement(value=value, unit="ratio" if name == "can.eccentricity" else "mm")
+            for name, value in values.items()
+        }
+        checks = tuple(
+            CheckResult(
+                name=name,
+                value=value,
+                unit=measurements[name].unit,
+                min=LIMITS[name][0],
+                max=LIMITS[name][1],
+                passed=LIMITS[name][0] <= value <= LIMITS[name][1],
+            )
+            for name, value in values.items()
+        )
+        failed = tuple(check.name for check in checks if not check.passed)
+        conformance = Conformance(recipe=RECIPE, conforms=not failed, failed=failed, checks=checks)
+    return Verdict(
+        scan_id=f"line2/cell-{index:03d}",
+        image_url=f"s3://scans/line2/cell-{index:03d}.png",
+        reconstruction_error=0.01,
+        anomaly_score=0.1,
+        is_anomaly=False,
+        threshold=0.5,
+        model_version="measured",
+        recipe=RECIPE,
+        pixel_mm=None if diameter is None else 0.034,
+        measurements=measurements,
+        conforms=conformance.conforms,
+        conformance=conformance,
+    )
 
 
 def free_port() -> int:
@@ -221,6 +287,15 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
                 "a first scrape of every service",
                 60,
             )
+            # A first cell of the recipe, not checked, creates its series at 0; Prometheus scrapes
+            # them before the measured cells come, so rate() sees every one of those.
+            inference.metrics.measured(measured_cell(0, None))
+            await asyncio.to_thread(
+                wait_for,
+                lambda: prometheus.value(f'sum(battery_ct_conformance_total{{recipe="{RECIPE}"}})') == 1,
+                "a first scrape of the recipe's series",
+                60,
+            )
 
             # Operators accept normal scans: the retrain consumer trains and broadcasts the first model.
             train, stream = slices[:TRAIN_SCANS], slices[TRAIN_SCANS:]
@@ -263,6 +338,10 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
                 )
                 assert answer.status_code == 200, answer.text
 
+            # The cells measured against their recipe, as the inference consumer records each verdict.
+            for index, diameter in enumerate(DIAMETERS, start=1):
+                inference.metrics.measured(measured_cell(index, diameter))
+
             # Prometheus has scraped the final state of every service.
             await asyncio.to_thread(
                 wait_for,
@@ -271,6 +350,8 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
                     and prometheus.value("sum(battery_ct_retrain_duration_seconds_count)") >= 1
                     and prometheus.value('sum(battery_ct_http_requests_total{path="/predict"})') >= 1
                     and prometheus.value("sum(battery_ct_dead_letters_total)") >= 1
+                    and prometheus.value(f'sum(battery_ct_conformance_total{{recipe="{RECIPE}"}})')
+                    == 1 + len(DIAMETERS)
                 ),
                 "prometheus to scrape the stream's results",
                 60,
@@ -279,6 +360,7 @@ async def test_every_dashboard_panel_returns_data_from_the_running_services(
             # the panels are asked until each returns data (each scrape is the event), up to a deadline.
             empty = await asyncio.to_thread(panels_without_data, prometheus, dashboard, 60.0)
             assert not empty, "dashboard panels without data:\n" + "\n".join(empty)
+            assert_spc_figures(prometheus, dashboard)
             assert prometheus.value('count(up{job=~"inference|retrain|api"} == 1)') == 3
         finally:
             prometheus.stop()
@@ -291,13 +373,41 @@ def panels_without_data(prometheus: PrometheusServer, dashboard: dict[str, Any],
     while True:
         empty = []
         for query in panel_queries(dashboard):
-            result = prometheus.query(query.expr.replace("$__rate_interval", RATE_WINDOW))
+            result = prometheus.query(expand(query.expr, RATE_WINDOW))
             values = [float(series["value"][1]) for series in result]
             if not values or all(math.isnan(value) for value in values):
                 empty.append(describe(query, result))
         if not empty or time.monotonic() > deadline:
             return empty
         time.sleep(SCRAPE_INTERVAL_S)
+
+
+def assert_spc_figures(prometheus: PrometheusServer, dashboard: dict[str, Any]) -> None:
+    """The SPC panels' first queries give the figures of the cells measured (all within the window)."""
+    first = {query.panel: expand(query.expr, RATE_WINDOW) for query in panel_queries(dashboard) if query.ref_id == "A"}
+
+    def of_recipe(panel: str) -> dict[str, float]:
+        """The panel's series of RECIPE, by their measurement (or "" for a per-recipe series)."""
+        return {
+            series["metric"].get("measurement", ""): float(series["value"][1])
+            for series in prometheus.query(first[panel])
+            if series["metric"].get("recipe") == RECIPE
+        }
+
+    failing = 2 / len(DIAMETERS)
+    assert of_recipe("Out-of-tolerance rate") == {"": pytest.approx(failing)}
+    by_measurement = of_recipe("Out-of-tolerance rate by measurement")
+    assert by_measurement.pop("can.outer_diameter_mm") == pytest.approx(failing)
+    assert set(by_measurement.values()) == {0.0}
+    # The mean of the checked cells: the cell in px is not in it.
+    assert of_recipe("Can outer diameter") == {"": pytest.approx(sum(DIAMETERS) / len(DIAMETERS))}
+    limit = f'battery_ct_tolerance{{recipe="{RECIPE}",measurement="can.outer_diameter_mm",bound="max"}}'
+    assert prometheus.value(limit) == LIMITS["can.outer_diameter_mm"][1]
+    outcomes = {
+        series["metric"]["conforms"]: float(series["value"][1])
+        for series in prometheus.query(f'battery_ct_conformance_total{{recipe="{RECIPE}"}}')
+    }
+    assert outcomes == {"true": len(DIAMETERS) - 2, "false": 2, "unknown": 1}
 
 
 def describe(query: PanelQuery, result: list[dict[str, Any]]) -> str:
