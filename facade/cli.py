@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "upload",
     "checkpoints",
     "recipes",
+    "measure",
     "review",
     "demo",
 )

@@ -14,7 +14,7 @@ from schemas.measurements import MEASUREMENT_NAMES, MeasurementName
 from schemas.recipes import CheckResult
 from schemas.verdicts import Verdict
 
-STAGES = ("fetch", "decode", "model", "publish")
+STAGES = ("fetch", "decode", "measure", "model", "publish")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

@@ -118,8 +118,12 @@ class InferencePipeline:
             metrics.stage_seconds.labels(stage="fetch").observe(item.fetch_s)
             metrics.stage_seconds.labels(stage="decode").observe(item.decode_s)
             metrics.event_to_verdict.observe(event_age_s(item.job.event, now))
+        for item in result.batch.ready:
+            if item.plan is not None:
+                metrics.stage_seconds.labels(stage="measure").observe(item.measure_s)
         for verdict in result.verdicts:
             metrics.scans.labels(verdict=verdict_label(verdict.is_anomaly)).inc()
+            metrics.measured(verdict)
 
 
 async def _drain(queue: asyncio.Queue[asyncio.Task[PreparedBatch] | None]) -> None:
