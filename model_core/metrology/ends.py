@@ -1,14 +1,15 @@
 """A cell end in a CT volume: where the cathode and the anode layers end along the cell axis, per
 angle sector, and the anode's overhang past the cathode.
 
-Each sector is one angular reslice through the axis: the (z, r) plane, averaged over a few rays
-inside the sector (the spiral moves a layer by under a pixel across a 10 degree sector). In the
-part of the volume where the roll is whole, the reslice's radial profile shows every layer as a
-peak; the peaks split into two classes by their contrast over the gaps beside them (Otsu): the
-brighter are the cathode (metal oxide on aluminium), the fainter the anode (graphite on copper).
-Along z a layer is present while its peak stands above its gaps: its end is where that contrast
-crosses halfway between its level just inside the end and the level past it. A sector's cathode
-(anode) end is the median over its cathode (anode) layers, so a stray layer or a tab does not move it.
+Each sector is sampled as a few angular reslices through the axis (the (z, r) planes of rays 2.5
+degrees apart). Where the roll is whole (the quarter of the slices at its side) the sector's mean
+radial profile shows every layer as a peak. The electrodes alternate along r, and a peak that
+stands out over its gaps more than the peaks either side is a cathode (metal oxide on aluminium,
+the denser), the others the anode (graphite on copper; in CT its copper foil is a thin bright line).
+Along z, on each ray, a layer is present while its peak stands above its gaps (followed sideways by
+a pixel a slice: a free foil edge leans); it ends where that contrast crosses halfway between its
+level just inside and just past the end. A sector's cathode (anode) end is the median over its
+cathode (anode) layers and rays, so a stray layer, a tab or the spiral's seam does not move it.
 
 Heights are measured from the volume's first slice, in mm (with `slice_mm`) or in slices. The
 overhang is positive when the anode reaches further towards the cell end than the cathode, whichever
@@ -48,6 +49,8 @@ _HIGH_PASS_PX = 2.0  # radial smoothing removed to see the layers (their period 
 _WALL_MARGIN_PX = 2.0
 _PLATEAU = 5  # slices either side of a layer's end that give its levels
 _MIN_LAYERS = 2
+_MIN_ALTERNATION = 0.8  # share of neighbouring peaks of different classes in a sector's roll
+_MAX_LEAN_PX = 3  # how far a layer is followed sideways from where it is in the roll
 
 Status = Literal["ok", "no layers", "runs", "cut"]
 _REASONS: dict[Status, str] = {
@@ -164,18 +167,6 @@ def _layer_texture(unit: FloatArray) -> FloatArray:
     return np.asarray(np.median(high.std(axis=-1), axis=0))
 
 
-def _otsu_split(values: FloatArray) -> float:
-    """Two-class Otsu on a few values, exactly: the midpoint of the gap that best separates them
-    (a histogram's bins are too coarse for a dozen layers)."""
-    ordered = np.sort(values)
-    count = np.arange(1, ordered.size)
-    low = np.cumsum(ordered)[:-1] / count
-    high = (ordered.sum() - np.cumsum(ordered)[:-1]) / (ordered.size - count)
-    between = count * (ordered.size - count) * (high - low) ** 2
-    k = int(np.argmax(between))
-    return float(0.5 * (ordered[k] + ordered[k + 1]))
-
-
 def _layers(reference: FloatArray) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
     """The cathode and anode layers of a radial profile as (peak, gap before, gap after) columns."""
     profile = ndimage.gaussian_filter1d(reference, 0.6)
@@ -195,10 +186,17 @@ def _layers(reference: FloatArray) -> tuple[list[tuple[int, int, int]], list[tup
         layers.append((int(peak), before, after))
         contrast.append(profile[peak] - 0.5 * (profile[before] + profile[after]))
     contrasts = np.asarray(contrast, dtype=np.float64)
-    split = _otsu_split(contrasts)
-    cathodes = [layer for layer, c in zip(layers, contrasts, strict=True) if c > split]
-    anodes = [layer for layer, c in zip(layers, contrasts, strict=True) if c <= split]
-    return cathodes, anodes
+    # the electrodes alternate along r: a cathode stands out over the anodes either side of it.
+    # Compared with its neighbours only, the half-covered first and last turns of the winding
+    # (fainter than all the others) and a slow change of contrast with radius sort correctly.
+    padded = np.concatenate([[np.nan], contrasts, [np.nan]])
+    beside = np.nanmean(np.stack([padded[:-2], padded[2:]]), axis=0)
+    cathode = contrasts > beside
+    if np.mean(cathode[1:] != cathode[:-1]) < _MIN_ALTERNATION:
+        return [], []  # no clean electrode pattern: too coarse a pixel, or not a roll
+    return [x for x, c in zip(layers, cathode, strict=True) if c], [
+        x for x, c in zip(layers, cathode, strict=True) if not c
+    ]
 
 
 @dataclass(frozen=True)
@@ -229,27 +227,45 @@ def _contrasts(rays: FloatArray, layers: _Layers, roll: int) -> FloatArray:
     """(layer, ray, z): each layer's peak over its gaps on each ray, followed from the roll outwards.
 
     A layer may lean by a pixel or so over the end region (the anode's free edge past the cathode
-    bends), so on each slice its peak is the brightest of the three columns around where it was on
-    the last. Once its contrast has fallen below half its level in the roll on two slices running,
-    it has ended and stays where it was: past its end it would wander to a neighbouring layer."""
+    bends), so on each slice its peak is the brightest local maximum among the three columns around
+    where it was on the last, at most `_MAX_LEAN_PX` from where it started. Once its contrast has
+    fallen below half its level in the roll on two slices running, it has ended and stays where it
+    was: past its end it would wander to a neighbouring layer."""
     _, count, slices, width = rays.shape
     sector = layers.sector[:, None]
     ray = np.arange(count)[None, :]
 
+    # each gap is the darkest column from the peak to one past where it was in the roll: a peak
+    # followed onto the other half of its flat top still finds its gaps
+    offsets = np.arange(1, int(np.abs(layers.gaps).max(initial=0)) + 2)
+    outside = offsets[None, None, :] > np.abs(layers.gaps)[:, :, None] + 1
+
     def contrast(z: int, at: npt.NDArray[np.intp]) -> FloatArray:
-        sides = np.clip(at[..., None] + layers.gaps[:, None, :], 0, width - 1)
-        gaps = rays[sector[..., None], ray[..., None], z, sides].sum(axis=-1)
-        return np.asarray(rays[sector, ray, z, at] - 0.5 * gaps)
+        plane = rays[:, :, z]
+        gaps = []
+        for side, sign in enumerate((-1, 1)):
+            columns = np.clip(at[..., None] + sign * offsets, 0, width - 1)
+            values = plane[sector[..., None], ray[..., None], columns]
+            gaps.append(np.where(outside[:, None, side, :], np.inf, values).min(axis=-1))
+        return np.asarray(plane[sector, ray, at] - 0.5 * (gaps[0] + gaps[1]))
 
     at = np.broadcast_to(layers.peak[:, None], (layers.peak.size, count)).copy()
     half = 0.5 * np.median(np.stack([contrast(z, at) for z in range(roll)]), axis=0)
     weak = np.zeros(at.shape, dtype=np.intp)
     out = np.empty((*at.shape, slices), dtype=np.float32)
     steps = np.arange(-1, 2)
+    origin = at.copy()
     for z in range(slices):
-        around = np.clip(at[..., None] + steps, 0, width - 1)
-        pick = np.argmax(rays[sector[..., None], ray[..., None], z, around], axis=-1)
-        at = np.where(weak < 2, np.take_along_axis(around, pick[..., None], -1)[..., 0], at)
+        around = np.clip(at[..., None] + steps, 1, width - 2)
+        lit = rays[sector[..., None], ray[..., None], z, around]
+        # only onto a local maximum: a faint foil beside a bright cathode must not climb its flank
+        peak = (lit >= rays[sector[..., None], ray[..., None], z, around - 1]) & (
+            lit >= rays[sector[..., None], ray[..., None], z, around + 1]
+        )
+        peak &= np.abs(around - origin[..., None]) <= _MAX_LEAN_PX
+        pick = np.argmax(np.where(peak, lit, -np.inf), axis=-1)
+        moved = np.take_along_axis(around, pick[..., None], -1)[..., 0]
+        at = np.where((weak < 2) & peak.any(axis=-1), moved, at)
         out[..., z] = contrast(z, at)
         weak = np.where(out[..., z] < half, weak + 1, np.where(weak < 2, 0, weak))
     return out

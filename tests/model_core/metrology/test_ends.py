@@ -166,3 +166,20 @@ def test_the_real_cell_end(real_scans: Path) -> None:
         assert s.anode_end is not None and s.cathode_end is not None and s.overhang is not None
         assert 55 * REAL_SLICE_MM < s.anode_end < s.cathode_end < 76 * REAL_SLICE_MM
         assert 0.4 < s.overhang < 1.0
+
+
+@pytest.mark.parametrize("size, pixel_mm", [(160, 0.04), (256, 0.025)])
+def test_the_spirals_seam_on_a_sector_and_a_finer_pixel(size: int, pixel_mm: float) -> None:
+    """The winding starts at 0 degrees, the centre of a sector: on its rays the first and last turns
+    begin and end, and a faint foil sits beside a bright cathode flank."""
+    spec = CellEndSpec(size=size, pixel_mm=pixel_mm, winding_start=0.0, seed=1)
+    volume, truth = render_cell_end(spec)
+    for found, true in zip(_sectors(_measure(spec, volume)), truth.sectors, strict=True):
+        assert found.overhang == pytest.approx(true.overhang_mm, abs=TOLERANCE_MM)
+
+
+def test_layers_a_pixel_cannot_resolve_are_null_not_guessed() -> None:
+    spec = CellEndSpec(size=80, pixel_mm=0.085)  # five pixels a turn: the layers blur together
+    result = _measure(spec, render_cell_end(spec)[0])
+    assert all(m.value is None for m in result.measurements.values())
+    assert "no electrode layers" in (result.measurements["overhang.min_mm"].reason or "")
