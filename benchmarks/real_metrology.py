@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from schemas.measurements import Measurement
+    from schemas.measurements import Measurement, MeasurementName
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "battery_xct_workflows"
 PIXEL_MM = 0.03397
@@ -30,7 +30,7 @@ SLICE_MM = 2 * PIXEL_MM
 ROLL_SLICES = range(61, 101)
 
 
-def _values(measurements: Mapping[str, Measurement], prefix: str) -> dict[str, float | None]:
+def _values(measurements: Mapping[MeasurementName, Measurement], prefix: str) -> dict[str, float | None]:
     return {
         name: None if m.value is None else round(float(m.value), 4)
         for name, m in measurements.items()
