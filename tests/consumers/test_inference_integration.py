@@ -27,6 +27,7 @@ from consumers.inference.service import InferenceService
 from model_core.registry import Registry
 from schemas.dead_letters import DeadLetter
 from schemas.model_updates import MODEL_UPDATE_KEY, ModelUpdate
+from schemas.recipes import Recipe
 from schemas.scans import ScanEvent
 from schemas.settings import Settings
 from schemas.verdicts import Verdict
@@ -425,3 +426,57 @@ async def test_a_broker_restart_midway_loses_and_duplicates_nothing(
     finally:
         service.stop.set()
         await asyncio.wait_for(task, timeout=120)
+
+
+async def test_a_scan_is_measured_against_its_recipe_from_the_registry(
+    served: Settings, object_store: ObjectStore, running: InferenceService
+) -> None:
+    from model_core.recipe_book import RecipeBook
+    from producers.simulator.render import render_slice
+    from producers.simulator.sampling import random_spec
+    from storage.registry_store import S3BlobStore
+
+    settings = served
+    recipe = Recipe.model_validate(
+        {
+            "name": "line-21700",
+            "tolerances": {"can.outer_diameter_mm": {"min": 20.9, "max": 21.1}, "can.max_dent_mm": {"max": 0.1}},
+        }
+    )
+    await asyncio.to_thread(RecipeBook(S3BlobStore(object_store, settings.bucket_models)).add, recipe)
+    rng = np.random.default_rng(4)
+    specs = {"round": random_spec(rng, 256), "dented": random_spec(rng, 256, "can_dent", "high")}
+    events = []
+    for name, spec in specs.items():
+        image, _ = render_slice(spec)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="TIFF")
+        key = f"measured/{name}.tif"
+        await asyncio.to_thread(object_store.put_bytes, settings.bucket_scans, key, buffer.getvalue())
+        pixel_mm = 21.0 / 2 / spec.cell.radius  # a 21 mm can
+        events.append(ScanEvent(scan_id=f"measured/{name}", bucket=settings.bucket_scans, key=key,
+                                recipe="line-21700", pixel_mm=pixel_mm))  # fmt: skip
+    events.append(events[0].model_copy(update={"scan_id": "measured/unknown", "recipe": "4680-x"}))
+    await publish_events(settings, events)
+    verdicts = {v.scan_id: v for v in verdicts_of(await read(settings, settings.topic_verdicts, at_least=3))}
+
+    round_cell, dented = verdicts["measured/round"], verdicts["measured/dented"]
+    for verdict in (round_cell, dented):
+        assert verdict.recipe == "line-21700" and verdict.measurements is not None
+        assert set(verdict.measurements) == {n for n in verdict.measurements if n.startswith("can.")}
+        diameter = verdict.measurements["can.outer_diameter_mm"]
+        assert diameter.unit == "mm" and diameter.value == pytest.approx(21.0, abs=0.1)
+        assert verdict.timings is not None and verdict.timings.measure_ms is not None
+    assert round_cell.conforms is True
+    assert dented.conforms is False and dented.conformance is not None
+    assert dented.conformance.failed == ("can.max_dent_mm",)
+    unknown = verdicts["measured/unknown"]
+    assert unknown.measurements is None and unknown.conforms is None
+    assert unknown.conformance is not None and "not in the registry" in (unknown.conformance.reason or "")
+    conformance = {
+        s.labels["conforms"]: s.value
+        for m in running.registry.collect()
+        for s in m.samples
+        if s.name == "battery_ct_conformance_total" and s.labels.get("recipe") == "line-21700"
+    }
+    assert (conformance["true"], conformance["false"]) == (1, 1)
