@@ -121,8 +121,11 @@ class Uploader:
     ) -> None:
         await self.stop()
 
-    async def upload(self, data: bytes, scan_id: str, ext: str) -> ScanEvent:
-        """Store `data` as `<scan_id><ext>` and (unless events are off) publish its ScanEvent.
+    async def upload(
+        self, data: bytes, scan_id: str, ext: str, *, recipe: str | None = None, pixel_mm: float | None = None
+    ) -> ScanEvent:
+        """Store `data` as `<scan_id><ext>` and (unless events are off) publish its ScanEvent, which
+        names the cell's `recipe` and the scan's `pixel_mm` when given.
         Raises `UploadRefused` for input that will never be accepted; storage and Kafka errors
         pass through (their `retriable` flag says whether to try again)."""
         if not self._started or self._store is None:
@@ -142,7 +145,14 @@ class Uploader:
         key = f"{scan_id}{ext}"
         etag = await self._store.aput_bytes(self.settings.bucket_scans, key, data, content_type=CONTENT_TYPES[ext])
         event = ScanEvent(
-            scan_id=scan_id, bucket=self.settings.bucket_scans, key=key, size=len(data), etag=etag, source=SOURCE
+            scan_id=scan_id,
+            bucket=self.settings.bucket_scans,
+            key=key,
+            size=len(data),
+            etag=etag,
+            source=SOURCE,
+            recipe=recipe,
+            pixel_mm=pixel_mm,
         )
         if self.publish_events:
             if self._producer is None:

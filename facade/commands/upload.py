@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
         help="only upload; a MinIO bucket notification on the scans bucket already announces new objects",
     )
     parser.add_argument("--jobs", type=int, default=4, metavar="N", help="files uploaded at the same time (default 4)")
+    parser.add_argument(
+        "--recipe", default=None, metavar="R", help="the cells' recipe, named in each event (see battery-ct recipes)"
+    )
+    parser.add_argument(
+        "--pixel-mm", type=float, default=None, metavar="P", help="the scans' pixel size in mm, named in each event"
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -63,12 +69,27 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --jobs must be at least 1", file=sys.stderr)
         return 2
     return asyncio.run(
-        upload_files(Settings(), files, prefix=args.scan_id_prefix, events=not args.no_event, jobs=args.jobs)
+        upload_files(
+            Settings(),
+            files,
+            prefix=args.scan_id_prefix,
+            events=not args.no_event,
+            jobs=args.jobs,
+            recipe=args.recipe,
+            pixel_mm=args.pixel_mm,
+        )
     )
 
 
 async def upload_files(
-    settings: Settings, files: list[Path], *, prefix: str = "", events: bool = True, jobs: int = 4
+    settings: Settings,
+    files: list[Path],
+    *,
+    prefix: str = "",
+    events: bool = True,
+    jobs: int = 4,
+    recipe: str | None = None,
+    pixel_mm: float | None = None,
 ) -> int:
     """Upload `files` with at most `jobs` in flight; a JSON line per upload as it completes."""
     from producers.uploader import Uploader
@@ -86,7 +107,7 @@ async def upload_files(
     async def one(path: Path) -> bool:
         nonlocal done
         async with slots:
-            ok = await _upload_one(uploader, settings, path, prefix)
+            ok = await _upload_one(uploader, settings, path, prefix, recipe, pixel_mm)
         done += 1
         if len(files) > 1:
             print(f"[{done}/{len(files)}] {path.name}", file=sys.stderr)
@@ -102,12 +123,15 @@ async def upload_files(
     return 1 if failed else 0
 
 
-async def _upload_one(uploader: Uploader, settings: Settings, path: Path, prefix: str) -> bool:
+async def _upload_one(
+    uploader: Uploader, settings: Settings, path: Path, prefix: str, recipe: str | None, pixel_mm: float | None
+) -> bool:
     from producers.uploader import UploadRefused, scan_id_for
 
     try:
         data = await asyncio.to_thread(_read, path, settings.max_object_bytes)
-        event = await uploader.upload(data, scan_id_for(path.name, data, prefix=prefix), path.suffix)
+        scan_id = scan_id_for(path.name, data, prefix=prefix)
+        event = await uploader.upload(data, scan_id, path.suffix, recipe=recipe, pixel_mm=pixel_mm)
     except (UploadRefused, OSError) as exc:
         print(f"refused {path}: {exc}", file=sys.stderr)
         return False

@@ -36,7 +36,7 @@ def test_scan_ids_are_readable_unique_and_stable() -> None:
 async def test_upload_stores_the_object_then_announces_it(settings: Settings, object_store: ObjectStore) -> None:
     data = png_bytes(3)
     async with Uploader(settings) as uploader:
-        event = await uploader.upload(data, "line1/cell-7", ".PNG")
+        event = await uploader.upload(data, "line1/cell-7", ".PNG", recipe="21700-nmc", pixel_mm=0.034)
         with pytest.raises(UploadRefused) as caught:
             await uploader.upload(b"just text, not a scan", "line1/cell-8", ".png")
         assert caught.value.code == "image_not_an_image"
@@ -44,6 +44,7 @@ async def test_upload_stores_the_object_then_announces_it(settings: Settings, ob
             await uploader.upload(data, "line1/cell-9", ".gif")
 
     assert event.key == "line1/cell-7.png" and event.image_url == f"s3://{settings.bucket_scans}/line1/cell-7.png"
+    assert (event.recipe, event.pixel_mm) == ("21700-nmc", 0.034)
     assert object_store.get_bytes(settings.bucket_scans, event.key, max_bytes=1 << 20) == data
     assert object_store.list_keys(settings.bucket_scans) == ["line1/cell-7.png"]  # the refused ones never landed
     records = await consume_until(settings, settings.topic_scans, 1, settle_s=0.5)
