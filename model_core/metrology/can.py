@@ -17,12 +17,12 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import least_squares
 from scipy.special import ndtr
 
 from model_core.metrology.segmentation import ROBUST_PERCENTILES, class_thresholds
@@ -43,7 +43,8 @@ CAN_NAMES: tuple[MeasurementName, ...] = (
 )
 _UNITS: dict[MeasurementName, Unit] = {"can.eccentricity": "ratio", "can.max_dent_angle_deg": "deg"}
 
-_SUBSAMPLE_ABOVE = 300  # px: a histogram of every second pixel is as good and four times cheaper
+_SUBSAMPLE_ABOVE = 300  # px: the can's mask from every second pixel still closes its ring
+_HISTOGRAM_PIXELS = 16384  # the robust scale and the classes from about this many pixels
 _MIN_HOLE_RADIUS = 6.0  # px of the (subsampled) mask: a smaller enclosed region is no cell
 _MIN_ROUNDNESS = 0.6  # the can's area over the area of the circle around its bounding box
 _MIN_SOLIDITY = 0.8  # a cut can's inside is convex, the gaps between a roll's layers are not
@@ -54,6 +55,8 @@ _MAX_RAYS = 1024
 _BIAS_RAYS = 256  # the blur fit's mean profile needs no more
 _SATURATED_SHARE = 0.002  # of the pixels at the top value: the scanner clipped
 _MIN_CLEAN_SHARE = 0.5  # below this share of clean rays the edge is not measured
+_FIT_ITERATIONS = 60
+_FIT_TOLERANCE = 1e-10  # relative drop of the blur fit's squared residual at which it has converged
 _TRIM_ROUNDS = 4
 _TRIM_SIGMAS = 3.0
 _TRIM_FLOOR_PX = 0.25  # residuals this small are edge noise, never outliers
@@ -125,14 +128,14 @@ def measure_can(image: np.ndarray, pixel_mm: float | None) -> CanResult:
         raise ValueError(f"an axial slice is 2-D, got shape {image.shape}")
     length_unit: Unit = "px" if pixel_mm is None else "mm"
     scale = 1.0 if pixel_mm is None else float(pixel_mm)
-    values, threshold, clip = _unit_values(image)
-    step = 2 if max(values.shape) > _SUBSAMPLE_ABOVE else 1
-    coarse = values[::step, ::step] > threshold
+    grey = _unit_scale(image)
+    step = 2 if max(image.shape) > _SUBSAMPLE_ABOVE else 1
+    coarse = image[::step, ::step] > grey.lo + grey.threshold * grey.span
     hole, reason = _can_interior(coarse)
     if hole is None:
         return _missing(length_unit, reason)
     hole = (hole[0] * step, hole[1] * step)
-    edges = _ray_edges(values, threshold, clip, hole, _rough_radius(coarse, hole, step))
+    edges = _ray_edges(image, grey, hole, _rough_radius(coarse, hole, step))
     if edges.touches_border:
         return _missing(length_unit, "the can leaves the field of view")
     clean = np.isfinite(edges.outer) & np.isfinite(edges.inner)
@@ -224,26 +227,46 @@ def _missing(length_unit: Unit, reason: str) -> CanResult:
     return CanResult({name: Measurement.missing(_unit(name, length_unit=length_unit), reason) for name in CAN_NAMES})
 
 
-def _unit_values(image: np.ndarray) -> tuple[npt.NDArray[np.float32], float, float]:
-    """The slice on the robust unit scale, not clipped (clipping would flatten the wall's peak), the
-    threshold of its brightest class on that scale, and the level at which the scanner saturated
-    (infinite when it did not)."""
-    values = np.asarray(image, dtype=np.float32)
-    step = 2 if max(values.shape) > _SUBSAMPLE_ABOVE else 1
-    sample = values[::step, ::step]
-    lo, hi = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
+class _Scale(NamedTuple):
+    """The robust unit scale of a slice (unit = (raw - lo) / span), the threshold of its brightest
+    class on that scale, and the level at which the scanner saturated (infinite when it did not)."""
+
+    lo: float
+    span: float
+    threshold: float
+    clip: float
+
+
+def _unit_scale(image: np.ndarray) -> _Scale:
+    """The slice's `_Scale`, from a subsample of about `_HISTOGRAM_PIXELS` pixels: the percentiles
+    and the classes' histogram need no more, and a full-image pass costs more than the rest."""
+    step = max(1, math.isqrt(image.size // _HISTOGRAM_PIXELS))
+    sample = np.asarray(image[::step, ::step], dtype=np.float32).ravel()
+    lo, hi = _percentiles(sample, ROBUST_PERCENTILES)
     if hi <= lo:
-        return np.zeros_like(values), 1.0, math.inf
+        return _Scale(lo, 1.0, math.inf, math.inf)
     top = float(sample.max())
     saturated = bool(np.count_nonzero(sample == top) > _SATURATED_SHARE * sample.size)
-    values = (values - lo) / (hi - lo)
     unit = np.clip(sample * (1 / (hi - lo)) - lo / (hi - lo), 0.0, 1.0)
     try:
         thresholds = class_thresholds(unit, 3)
     except ValueError:  # two grey levels (a mask): air and can
         thresholds = class_thresholds(unit, 2)
         saturated = False
-    return values, float(thresholds[-1]), (top - lo) / (hi - lo) if saturated else math.inf
+    return _Scale(lo, hi - lo, float(thresholds[-1]), (top - lo) / (hi - lo) if saturated else math.inf)
+
+
+def _percentiles(values: npt.NDArray[np.float32], percents: Sequence[float]) -> tuple[float, ...]:
+    """`np.percentile(values, percents)` (linear) by a partial sort: a full one is the slow part."""
+    positions = [p / 100 * (values.size - 1) for p in percents]
+    below = [math.floor(p) for p in positions]
+    kth = sorted({min(k + d, values.size - 1) for k in below for d in (0, 1)})
+    part = np.partition(values, kth)
+    above = [min(k + 1, values.size - 1) for k in below]
+    return tuple(
+        float(part[k]) + (p - k) * (float(part[a]) - float(part[k]))
+        for p, k, a in zip(positions, below, above, strict=True)
+    )
 
 
 def _can_interior(bright: npt.NDArray[np.bool_]) -> tuple[tuple[float, float] | None, str]:
@@ -288,22 +311,28 @@ def _little_outside(bright: npt.NDArray[np.bool_], row: float, col: float, radiu
     return bool(outside <= _MAX_BRIGHT_OUTSIDE * max(rows.size, 1))
 
 
-def _ray_edges(
-    values: npt.NDArray[np.float32], threshold: float, clip: float, centre: tuple[float, float], radius0: float
-) -> _Edges:
+def _ray_edges(image: np.ndarray, scale: _Scale, centre: tuple[float, float], radius0: float) -> _Edges:
     """Sub-pixel outer and inner wall radii along rays from `centre`, the can's outer radius being
-    about `radius0` (see the module's docstring); `clip` is where the scanner saturated."""
+    about `radius0` (see the module's docstring), the profiles on the unit `scale`."""
+    threshold, clip = scale.threshold, scale.clip
     count = max(360, min(_MAX_RAYS, 4 * math.ceil(2 * math.pi * radius0 / 4)))
     angles = np.arange(count) * (2 * math.pi / count)
     reach = _RADIAL_REACH * radius0 + 8
     radii = np.arange(max(1.0, radius0 - reach), radius0 + reach, _RADIAL_STEP)
     row0, col0 = centre
-    map_x = (col0 + np.cos(angles)[:, None] * radii[None, :]).astype(np.float32)
-    map_y = (row0 + np.sin(angles)[:, None] * radii[None, :]).astype(np.float32)
+    cos, sin = _directions(count)
+    spokes = radii.astype(np.float32)[None, :]
+    map_x, map_y = cos * spokes, sin * spokes
+    map_x += np.float32(col0)
+    map_y += np.float32(row0)
+    # the raw values interpolated, then rescaled: the same (the scale is affine), on far fewer values
+    raw = image if image.dtype == np.float32 else image.astype(np.float32)
     profile: FloatArray = np.asarray(
-        cv2.remap(values, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan),
+        cv2.remap(raw, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan),
         dtype=np.float32,
     )
+    profile -= np.float32(scale.lo)
+    profile *= np.float32(1 / scale.span)
     rays, index = np.arange(count), np.arange(radii.size)[None, :]
     above = profile > threshold
     has_run = above.any(axis=1)
@@ -313,7 +342,9 @@ def _ray_edges(
     # the wall and the two pixels beyond it must lie in the image on every ray
     typical_last = int(np.median(last[has_run])) if has_run.any() else radii.size - 1
     needed = np.where(has_run, last, typical_last) + int(2 / _RADIAL_STEP)
-    if np.isnan(profile[index <= needed[:, None]]).any():
+    outside = np.isnan(profile)
+    first_outside = np.where(outside.any(axis=1), np.argmax(outside, axis=1), radii.size)
+    if (first_outside <= needed).any():
         return _Edges(angles, np.full(count, np.nan), np.full(count, np.nan), touches_border=True)
 
     width = int(np.median((last - first + 1)[has_run])) if has_run.any() else 1
@@ -322,9 +353,8 @@ def _ray_edges(
     peak_at = np.argmax(np.where(in_run, profile, -np.inf), axis=1)
     peak = profile[rays, peak_at]
     window = np.arange(span)[None, :]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a ray whose air lies beyond the image: unclean
-        level_out = np.nanmedian(profile[rays[:, None], np.clip(last[:, None] + gap + window, 0, radii.size - 1)], 1)
+    # a ray whose air lies beyond the image has no level there: unclean
+    level_out = _row_nanmedian(profile[rays[:, None], np.clip(last[:, None] + gap + window, 0, radii.size - 1)])
     level_in = np.median(profile[rays[:, None], np.clip(first[:, None] - gap - window, 0, radii.size - 1)], axis=1)
     outer, found_out = _crossing(profile, radii, peak_at, (peak + level_out) / 2, outward=True)
     inner, found_in = _crossing(profile, radii, peak_at, (peak + level_in) / 2, outward=False)
@@ -344,6 +374,23 @@ def _ray_edges(
         shift_out, shift_in = _blur_bias(profile[some], radii, outer[some], inner[some], margin, clip)
         outer, inner = outer + shift_out, inner + shift_in
     return _Edges(angles, np.where(clean, outer, np.nan), np.where(clean, inner, np.nan), touches_border=False)
+
+
+@lru_cache(maxsize=8)
+def _directions(count: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The cosines and sines (float32 columns) of `count` uniform ray angles."""
+    angles = np.arange(count) * (2 * math.pi / count)
+    return np.cos(angles).astype(np.float32)[:, None], np.sin(angles).astype(np.float32)[:, None]
+
+
+def _row_nanmedian(values: FloatArray) -> FloatArray:
+    """`np.nanmedian(values, axis=1)` without its per-row Python loop: sorted, NaNs go last."""
+    ordered = np.sort(values, axis=1)
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    rows = np.arange(values.shape[0])
+    low, high = np.maximum(count - 1, 0) // 2, np.maximum(count, 1) // 2
+    median = (ordered[rows, low] + ordered[rows, high]) / 2
+    return np.asarray(np.where(count > 0, median, np.nan))
 
 
 def _crossing(
@@ -390,21 +437,57 @@ def _blur_bias(
     u, p = offsets[usable], mean[usable]
     start = [p[0], float(p.max()) * (1.2 if math.isfinite(clip) else 1.0), p[-1], -half_in, half_out, 0.5]
 
-    def residual(x: FloatArray) -> FloatArray:
-        b_in, level, b_out, edge_in, edge_out, sigma = x
-        model = b_in + (level - b_in) * ndtr((u - edge_in) / sigma) + (b_out - level) * ndtr((u - edge_out) / sigma)
-        return np.asarray(np.minimum(model, clip) - p)
-
-    try:
-        fit = least_squares(residual, start, method="lm", max_nfev=200)
-    except (ValueError, np.linalg.LinAlgError):
+    x, converged = _two_step_fit(u, p, np.array(start, dtype=np.float64), clip)
+    if not converged:
         return 0.0, 0.0
-    _, _, _, edge_in, edge_out, sigma = fit.x
+    _, _, _, edge_in, edge_out, sigma = x
     shift_out, shift_in = edge_out - half_out, edge_in + half_in
-    plausible = fit.success and edge_in < 0 < edge_out and 0 < abs(sigma) < margin
+    plausible = edge_in < 0 < edge_out and 0 < abs(sigma) < margin
     if not plausible or max(abs(shift_out), abs(shift_in)) > 0.5 * (half_in + half_out):
         return 0.0, 0.0
     return float(shift_out), float(shift_in)
+
+
+def _two_step_fit(u: FloatArray, p: FloatArray, x: FloatArray, clip: float) -> tuple[FloatArray, bool]:
+    """Levenberg-Marquardt on the blurred two-step model (parameters: inner base, wall level, outer
+    base, inner and outer edge, blur), clipped at `clip`, from `x`; the parameters and whether they
+    converged. The Jacobian in closed form: six parameters need no finite differences."""
+
+    def model(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        b_in, level, b_out, edge_in, edge_out, sigma = x
+        z_in, z_out = (u - edge_in) / sigma, (u - edge_out) / sigma
+        up, down = ndtr(z_in), ndtr(z_out)
+        value = b_in + (level - b_in) * up + (b_out - level) * down
+        rise, fall = (level - b_in) * _gauss(z_in) / sigma, (b_out - level) * _gauss(z_out) / sigma
+        jacobian = np.stack([1 - up, up - down, down, -rise, -fall, -(rise * z_in + fall * z_out)], axis=1)
+        jacobian[value > clip] = 0.0
+        return np.minimum(value, clip) - p, jacobian
+
+    residual, jacobian = model(x)
+    cost, damping = float(residual @ residual), 1e-3
+    for _ in range(_FIT_ITERATIONS):
+        normal, gradient = jacobian.T @ jacobian, jacobian.T @ residual
+        try:
+            step = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-12), -gradient)
+        except np.linalg.LinAlgError:
+            return x, False
+        trial = x + step
+        trial_residual, trial_jacobian = model(trial)
+        trial_cost = float(trial_residual @ trial_residual)
+        if not math.isfinite(trial_cost) or trial_cost >= cost:
+            damping *= 4.0
+            if damping > 1e8:  # no step lowers the cost: a minimum
+                return x, True
+            continue
+        done = cost - trial_cost <= _FIT_TOLERANCE * cost or float(np.abs(step).max()) <= 1e-8
+        x, residual, jacobian, cost, damping = trial, trial_residual, trial_jacobian, trial_cost, damping / 4.0
+        if done:
+            return x, True
+    return x, False
+
+
+def _gauss(z: FloatArray) -> FloatArray:
+    return np.asarray(np.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi)))
 
 
 def _fraction(before: FloatArray, after: FloatArray, level: FloatArray) -> FloatArray:
