@@ -52,6 +52,8 @@ _MAX_BRIGHT_OUTSIDE = 0.1  # share of the bright pixels allowed outside the can 
 _RADIAL_STEP = 0.25  # px between samples along a ray
 _RADIAL_REACH = 0.12  # the rays span this fraction of the radius (and 8 px) either side of it: dents, ellipticity
 _MAX_RAYS = 1024
+_SCOUT_STRIDE = 4  # samples of the fine step per sample of the scout's (a pixel)
+_SCOUT_SPARE_PX = 1.0
 _BIAS_RAYS = 256  # the blur fit's mean profile needs no more
 _SATURATED_SHARE = 0.002  # of the pixels at the top value: the scanner clipped
 _MIN_CLEAN_SHARE = 0.5  # below this share of clean rays the edge is not measured
@@ -319,26 +321,16 @@ def _ray_edges(image: np.ndarray, scale: _Scale, centre: tuple[float, float], ra
     angles = np.arange(count) * (2 * math.pi / count)
     reach = _RADIAL_REACH * radius0 + 8
     radii = np.arange(max(1.0, radius0 - reach), radius0 + reach, _RADIAL_STEP)
-    row0, col0 = centre
-    cos, sin = _directions(count)
-    spokes = radii.astype(np.float32)[None, :]
-    map_x, map_y = cos * spokes, sin * spokes
-    map_x += np.float32(col0)
-    map_y += np.float32(row0)
     # the raw values interpolated, then rescaled: the same (the scale is affine), on far fewer values
     raw = image if image.dtype == np.float32 else image.astype(np.float32)
-    profile: FloatArray = np.asarray(
-        cv2.remap(raw, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan),
-        dtype=np.float32,
-    )
-    profile -= np.float32(scale.lo)
-    profile *= np.float32(1 / scale.span)
+    # a scout at a pixel's step on every ray bounds where the walls (and their levels) lie: the fine
+    # profiles need only that span, identical there to the full reach's
+    radii = radii[_wall_window(_profiles(raw, scale, centre, count, radii[::_SCOUT_STRIDE]), threshold)]
+    profile = _profiles(raw, scale, centre, count, radii)
     rays, index = np.arange(count), np.arange(radii.size)[None, :]
     above = profile > threshold
     has_run = above.any(axis=1)
-    last = radii.size - 1 - np.argmax(above[:, ::-1], axis=1)  # the wall's outermost bright sample
-    below = ~above & (index < last[:, None])
-    first = np.where(below.any(axis=1), radii.size - 1 - np.argmax(below[:, ::-1], axis=1) + 1, 0)
+    first, last = _outermost_run(above)
     # the wall and the two pixels beyond it must lie in the image on every ray
     typical_last = int(np.median(last[has_run])) if has_run.any() else radii.size - 1
     needed = np.where(has_run, last, typical_last) + int(2 / _RADIAL_STEP)
@@ -374,6 +366,49 @@ def _ray_edges(image: np.ndarray, scale: _Scale, centre: tuple[float, float], ra
         shift_out, shift_in = _blur_bias(profile[some], radii, outer[some], inner[some], margin, clip)
         outer, inner = outer + shift_out, inner + shift_in
     return _Edges(angles, np.where(clean, outer, np.nan), np.where(clean, inner, np.nan), touches_border=False)
+
+
+def _profiles(
+    raw: npt.NDArray[np.float32], scale: _Scale, centre: tuple[float, float], count: int, radii: FloatArray
+) -> FloatArray:
+    """The slice on the unit `scale` at `radii` along `count` uniform rays from `centre` (NaN
+    outside the image), one row a ray."""
+    cos, sin = _directions(count)
+    spokes = radii.astype(np.float32)[None, :]
+    map_x, map_y = cos * spokes, sin * spokes
+    map_x += np.float32(centre[1])
+    map_y += np.float32(centre[0])
+    profile: FloatArray = np.asarray(
+        cv2.remap(raw, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan),
+        dtype=np.float32,
+    )
+    profile -= np.float32(scale.lo)
+    profile *= np.float32(1 / scale.span)
+    return profile
+
+
+def _outermost_run(above: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Per ray, the first and last sample of the outermost run of `above` (0 and the end when none)."""
+    size = above.shape[1]
+    last = size - 1 - np.argmax(above[:, ::-1], axis=1)
+    below = ~above & (np.arange(size)[None, :] < last[:, None])
+    first = np.where(below.any(axis=1), size - 1 - np.argmax(below[:, ::-1], axis=1) + 1, 0)
+    return first, last
+
+
+def _wall_window(scout: FloatArray, threshold: float) -> slice:
+    """The span of the full-step samples (`_SCOUT_STRIDE` per scout sample) that holds every ray's
+    outermost wall with its levels' windows and the border check's two pixels, a pixel to spare."""
+    above = scout > threshold
+    has_run = above.any(axis=1)
+    if not has_run.any():
+        return slice(None)
+    first, last = (_SCOUT_STRIDE * i[has_run] for i in _outermost_run(above))
+    width = int(np.median(last - first)) + 2 * _SCOUT_STRIDE
+    beyond = max(int(2 / _RADIAL_STEP), (3 * width) // 4) + max(int(3 / _RADIAL_STEP), width)
+    spare = int(_SCOUT_SPARE_PX / _RADIAL_STEP) + _SCOUT_STRIDE
+    start = max(0, int(first.min()) - beyond - spare)
+    return slice(start, int(last.max()) + beyond + spare + int(2 / _RADIAL_STEP) + 1)
 
 
 @lru_cache(maxsize=8)
