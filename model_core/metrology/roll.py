@@ -304,43 +304,44 @@ def _vote_turns(
         return
     n_angles = int(rows.max()) + 1
     n_radii = int(index.max()) + 2
-    turn_map = np.full((n_angles, n_radii), np.nan)
+    turn_map = np.full(n_angles * n_radii, np.nan)
     known = np.isfinite(turn_of[labels])
-    turn_map[rows[known], index[known]] = turn_of[labels][known]
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(len(turn_of) + 1))
+    turn_map[rows[known] * n_radii + index[known]] = turn_of[labels][known]
+    points = np.flatnonzero(candidates[labels])
+    points = points[np.argsort(labels[points], kind="stable")]
+    bounds = np.searchsorted(labels[points], np.arange(len(turn_of) + 1))
+    # per candidate point: its map cell, and the cells a pitch outside then inside it on its row
     reach = np.arange(math.floor(0.6 * pitch_samples), math.ceil(1.5 * pitch_samples) + 1)
+    row_start, i = (rows[points] * n_radii)[:, None], index[points][:, None]
+    cells = row_start[:, 0] + i[:, 0]
+    outside = row_start + np.minimum(i + reach, n_radii - 1)
+    inside = row_start + np.maximum(i - reach, 0)
     mean_radius = np.bincount(labels, weights=radius) / np.maximum(np.bincount(labels), 1)
-    flat_map = turn_map.reshape(-1)
     waiting = [int(label) for label in np.flatnonzero(candidates)]
-    # per candidate: its points in the flat map, and the map cells a pitch outside then inside them
-    cells: dict[int, npt.NDArray[np.intp]] = {}
-    around: dict[int, npt.NDArray[np.intp]] = {}
-    for label in waiting:
-        points = order[bounds[label] : bounds[label + 1]]
-        row_start, i = (rows[points] * n_radii)[:, None], index[points][:, None]
-        cells[label] = row_start[:, 0] + i[:, 0]
-        around[label] = np.concatenate(
-            [row_start + np.minimum(i + reach, n_radii - 1), row_start + np.maximum(i - reach, 0)]
-        )
+    # a stretch whose vote failed fails again until some other stretch has been given its turn
+    assigned, tried = 0, dict.fromkeys(waiting, -1)
     for inward in (True, False, True):
         waiting.sort(key=lambda label: mean_radius[label], reverse=inward)
         still = []
         for label in waiting:
-            first = _first(flat_map[around[label]])
-            n_points = len(cells[label])
-            first[:n_points] -= 1
-            first[n_points:] += 1
-            votes = first[np.isfinite(first)]
+            if tried[label] == assigned:
+                still.append(label)
+                continue
+            tried[label] = assigned
+            lo, hi = bounds[label], bounds[label + 1]
+            votes = np.concatenate([_first(turn_map[outside[lo:hi]]) - 1, _first(turn_map[inside[lo:hi]]) + 1])
+            votes = votes[np.isfinite(votes)].astype(np.intp)
             if votes.size == 0:
                 still.append(label)
                 continue
-            values, counts = np.unique(votes, return_counts=True)
-            if counts.max() < 0.5 * n_points:
+            lowest = int(votes.min())
+            counts = np.bincount(votes - lowest)
+            if counts.max() < 0.5 * (hi - lo):
                 still.append(label)
                 continue
-            turn_of[label] = values[np.argmax(counts)]
-            flat_map[cells[label]] = turn_of[label]
+            turn_of[label] = lowest + int(np.argmax(counts))
+            turn_map[cells[lo:hi]] = turn_of[label]
+            assigned += 1
         waiting = still
 
 
