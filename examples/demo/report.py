@@ -13,11 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from examples.demo.tally import StreamTally
+
+if TYPE_CHECKING:
+    from examples.demo.measuring import MeasurementSection
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class ScanFigure:
     slice_png: bytes
     heatmap_png: bytes | None
     mask_png: bytes | None
+    measured: str | None = None  # the recipe's verdict on the cell, in words
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     station: StationSummary | None = None
+    measurements: MeasurementSection | None = None
 
 
 def display_png(image: np.ndarray, mask: np.ndarray | None = None) -> bytes:
@@ -217,7 +223,9 @@ def _figure(figure: ScanFigure, images: _Images) -> str:
         f'<div class="card {kind}"><div>{pictures}</div>'
         f"<div><b>{_e(figure.scan_id)}</b>: {_e(outcome)}; truth {_e(figure.truth)}</div>"
         f'<div class="small">score {figure.anomaly_score:.3f} / threshold {figure.threshold:.3f}, '
-        f"model {_e(figure.model_version)}</div></div>"
+        f"model {_e(figure.model_version)}</div>"
+        + (f'<div class="small">{_e(figure.measured)}</div>' if figure.measured else "")
+        + "</div>"
     )
 
 
@@ -272,6 +280,34 @@ def _real(section: RealSection | None, images: _Images) -> str:
     )
 
 
+def _measurements(section: MeasurementSection | None) -> str:
+    if section is None:
+        return "<p>Not measured in this run (the golden cells could not be measured at this size).</p>"
+    recipe = section.recipe
+    limits = "".join(
+        f"<tr><td>{_e(name)}</td><td class=n>{_num(t.nominal)}</td><td class=n>{_num(t.min)}</td>"
+        f"<td class=n>{_num(t.max)}</td><td class=n>{section.failed_checks.get(name, 0)}</td></tr>"
+        for name, t in recipe.tolerances.items()
+    )
+    by_truth = "".join(
+        f"<tr><td>{_e(truth)}</td><td class=n>{out} of {total}</td></tr>"
+        for truth, (out, total) in sorted(section.out_by_truth.items())
+    )
+    dent = section.dent_svg or ""
+    return (
+        f"<p>Every cell was measured against recipe <b>{_e(recipe.name)}</b> v{recipe.version} "
+        f"({_e(recipe.description)}): <b class=ok>{section.conforming}</b> conform, "
+        f"<b class=bad>{section.failing}</b> out of tolerance, {section.unknown} not judged.</p>"
+        "<table><tr><th>measurement</th><th>nominal</th><th>min</th><th>max</th><th>cells failing</th></tr>"
+        f"{limits}</table>"
+        "<h3>Out of tolerance, by what the cell really is</h3>"
+        f"<table><tr><th>truth</th><th>out of tolerance</th></tr>{by_truth}</table>"
+        f'<h3>Dent profile</h3><div class="plot">{dent}</div><p class="small">{_e(section.dent_caption)}</p>'
+        f'<h3>Anode overhang per angle</h3><div class="plot">{section.overhang_svg}</div>'
+        f'<p class="small">{_e(section.overhang_caption)}</p>'
+    )
+
+
 def _station(station: StationSummary | None) -> str:
     if station is None:
         return "<p>Not opened in this run.</p>"
@@ -307,6 +343,8 @@ S3 upload, scan event on Kafka, inference consumer, verdicts topic.</p>
 {_confusion(report.tally)}
 <h3>Recall per defect type</h3>
 {_per_type(report.per_type)}
+<h2>Measurements against the recipe</h2>
+{_measurements(report.measurements)}
 <h2>Retraining</h2>
 {_retrain(report)}
 <h2>Model versions (registry)</h2>

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from examples.demo.measuring import golden_recipe, measurement_section, publish_recipe
 from examples.demo.report import Report, RetrainOutcome, StationSummary, VersionRow, write_report
 from examples.demo.scans import simulated_scans
 from examples.demo.services import Service, ServiceError, settings_env
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from examples.demo.report import ScanFigure
     from examples.demo.scans import SimulatedScan
     from model_core.network import NetworkConfig
+    from schemas.recipes import Recipe
     from schemas.verdicts import Verdict
 
 
@@ -128,6 +130,8 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
         with timed(timings, "publishing it to the S3 registry"):
             initial_version = _publish(settings, checkpoint)
             say(f"    serving version {initial_version}")
+        with timed(timings, "a recipe from a golden batch (40 good cells measured)"):
+            recipe = _golden_recipe(settings, options)
         password = create_logins(settings.review_database_url.get_secret_value())
         with timed(timings, "starting the inference, retrain and review consumers and the API"):
             services = _start_services(settings, options, out / "logs", work)
@@ -139,7 +143,9 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
         )
         with timed(timings, f"streaming {len(scans)} simulated scans (upload + event), verdicts live"):
             live = LiveLine(len(scans), "verdicts")
-            verdicts, tally = asyncio.run(stream(settings, scans, live, timeout_s=options.timeout_s))
+            verdicts, tally = asyncio.run(
+                stream(settings, scans, live, timeout_s=options.timeout_s, recipe=recipe.name if recipe else None)
+            )
         retrain = after_tally = after_version = None
         after_verdicts: dict[str, Verdict] = {}
         with timed(timings, f"accepting {options.retrain_batch} normal scans: retraining"):
@@ -171,7 +177,13 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
                     prefix=f"{run_id}-after",
                 )
                 after_verdicts, after_tally = asyncio.run(
-                    stream(settings, more, LiveLine(len(more), "after"), timeout_s=options.timeout_s)
+                    stream(
+                        settings,
+                        more,
+                        LiveLine(len(more), "after"),
+                        timeout_s=options.timeout_s,
+                        recipe=recipe.name if recipe else None,
+                    )
                 )
                 after_version = ", ".join(sorted({v.model_version for v in after_verdicts.values()}))
         notes = [_facade_check(services[-1], settings, scans)] if services else []
@@ -192,6 +204,14 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
                 )
                 for probe in real.probes:
                     say(f"    {probe.name}: score {probe.anomaly_score:.3f} (threshold {real.threshold:.3f})")
+        measurements = None
+        if recipe is not None:
+            with timed(timings, "measurements: conformance, a dent profile, a cell end's overhang per angle"):
+                measurements = measurement_section(recipe, scans, verdicts, seed=options.seed)
+                say(
+                    f"    {measurements.conforming} conform, {measurements.failing} out of tolerance, "
+                    f"{measurements.unknown} not judged ({recipe.name} v{recipe.version})"
+                )
         with timed(timings, "writing the report"):
             report = Report(
                 started_at=started_at,
@@ -208,6 +228,7 @@ def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
                 timings=timings,
                 notes=notes,
                 station=station,
+                measurements=measurements,
             )
             index = write_report(report, out)
         say(f"stream: {tally.summary()}")
@@ -328,6 +349,20 @@ def _publish(settings: Settings, checkpoint: Path) -> str:
     update = ModelUpdate.promoted(registry.metadata(version), reason="the demo's first model")
     asyncio.run(publish_model_update(settings, update))
     return version
+
+
+def _golden_recipe(settings: Settings, options: DemoOptions) -> Recipe | None:
+    """The recipe the stream is measured against, set from 40 good cells, in the run's registry."""
+    golden = simulated_scans(40, 0.0, size=options.size, seed=options.seed + 3, prefix="golden")
+    recipe = golden_recipe(golden)
+    if recipe is None:
+        say("    the golden cells could not be measured at this size: the stream is not measured")
+        return None
+    stored = publish_recipe(settings, recipe)
+    limits = ", ".join(f"{name} {t.min if t.min is not None else ''}..{t.max if t.max is not None else ''}"
+                       for name, t in stored.tolerances.items())  # fmt: skip
+    say(f"    recipe {stored.name} v{stored.version}: {limits}")
+    return stored
 
 
 def _start_services(settings: Settings, options: DemoOptions, logs: Path, work: Path) -> list[Service]:
@@ -456,6 +491,22 @@ def _figures(
                 slice_png=display_png(scan.image),
                 heatmap_png=heatmap,
                 mask_png=display_png(scan.image, scan.mask) if scan.mask is not None else None,
+                measured=_measured_words(verdict),
             )
         )
     return figures
+
+
+def _measured_words(verdict: Verdict) -> str | None:
+    """The recipe's verdict on a cell for its card: conforms, or which checks failed and by how much."""
+    judged = verdict.conformance
+    if judged is None or judged.recipe is None:
+        return None
+    if judged.conforms is True:
+        diameter = (verdict.measurements or {}).get("can.outer_diameter_mm")
+        size = f", can {diameter.value:.3f} mm" if diameter is not None and diameter.value is not None else ""
+        return f"conforms to {judged.recipe}{size}"
+    if judged.conforms is False:
+        failed = [c for c in judged.checks if c.passed is False]
+        return "out of tolerance: " + "; ".join(f"{c.name} {c.value:.3f}" for c in failed if c.value is not None)
+    return f"not judged: {judged.reason}"

@@ -10,6 +10,8 @@ from PIL import Image
 
 from producers.simulator import planned_slice, render_slice
 
+CAN_DIAMETER_MM = 21.0
+
 
 @dataclass(frozen=True)
 class SimulatedScan:
@@ -21,6 +23,7 @@ class SimulatedScan:
     mask: np.ndarray | None  # uint8 0/255 for a defect, None for a normal slice
     defect_type: str | None
     severity: str | None
+    pixel_mm: float  # as the CT machine reports it: this cell's can is 21 mm across (a 21700 cell)
 
     @property
     def is_defect(self) -> bool:
@@ -55,6 +58,7 @@ def simulated_scans(count: int, defect_share: float, *, size: int, seed: int, pr
                 mask=mask if spec is not None else None,
                 defect_type=None if spec is None else spec.type,
                 severity=None if spec is None else spec.severity,
+                pixel_mm=CAN_DIAMETER_MM / 2 / plan.spec.cell.radius,
             )
         )
     return scans

@@ -40,11 +40,12 @@ class LiveLine:
             self._printed = tally.total
 
 
-async def upload_scans(settings: Settings, scans: Sequence[SimulatedScan]) -> None:
-    """Each scan to the scans bucket, then its ScanEvent to the scans topic (the producer's order)."""
+async def upload_scans(settings: Settings, scans: Sequence[SimulatedScan], recipe: str | None = None) -> None:
+    """Each scan to the scans bucket, then its ScanEvent (naming `recipe` and the scan's pixel
+    size) to the scans topic (the producer's order)."""
     async with Uploader(settings, validate=False) as uploader:
         for scan in scans:
-            await uploader.upload(scan.png, scan.scan_id, ".png")
+            await uploader.upload(scan.png, scan.scan_id, ".png", recipe=recipe, pixel_mm=scan.pixel_mm)
 
 
 async def collect_verdicts(
@@ -85,13 +86,13 @@ async def collect_verdicts(
 
 
 async def stream(
-    settings: Settings, scans: Sequence[SimulatedScan], live: LiveLine, *, timeout_s: float
+    settings: Settings, scans: Sequence[SimulatedScan], live: LiveLine, *, timeout_s: float, recipe: str | None = None
 ) -> tuple[dict[str, Verdict], StreamTally]:
-    """Upload `scans` while reading their verdicts; returns the verdicts and the tally."""
+    """Upload `scans` (of `recipe`) while reading their verdicts; returns the verdicts and the tally."""
     tally = StreamTally()
     reader = asyncio.create_task(collect_verdicts(settings, scans, live, timeout_s=timeout_s, tally=tally))
     try:
-        await upload_scans(settings, scans)
+        await upload_scans(settings, scans, recipe)
         return await reader, tally
     finally:
         if not reader.done():

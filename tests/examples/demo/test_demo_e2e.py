@@ -68,6 +68,9 @@ def test_small_demo_writes_a_report_with_counts_versions_and_images(
     waiting = re.search(r"(\d+) cells wait for a decision there", printed)
     assert waiting is not None and int(waiting.group(1)) >= tp + fp > 0
     assert f'<a href="{station.group(1)}">' in text and f"{waiting.group(1)} cells wait for a decision" in text
+    # The stream was measured against a recipe set from a golden batch (at 64 px, perhaps not judged)
+    assert "<h2>Measurements against the recipe</h2>" in text
+    assert re.search(r"recipe demo-21700 v1: ", printed) or "could not be measured at this size" in printed
     # The services were stopped, and their logs kept
     for name in ("inference", "retrain", "review"):
         assert f"stopped {name} (cleanly)" in printed

@@ -141,3 +141,28 @@ def test_live_line_prints_periodic_lines_when_not_a_terminal() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 10  # every tenth of the stream, the last one not repeated by the final call
     assert lines[-1].startswith("verdicts 20/20") and "precision  50.0%" in lines[-1]
+
+
+def test_the_measurement_section_shows_the_limits_what_failed_and_the_plots(tmp_path: Path) -> None:
+    from examples.demo.measuring import MeasurementSection
+    from examples.demo.plots import Line, line_svg
+    from schemas.recipes import Recipe
+
+    recipe = Recipe.model_validate(
+        {"name": "demo-21700", "version": 1, "tolerances": {"can.max_dent_mm": {"nominal": 0.01, "max": 0.034}}}
+    )
+    plot = line_svg([Line("dent", [0, 90, 180], [0.0, 0.2, 0.0])], x_label="angle (deg)", y_label="mm")
+    section = MeasurementSection(
+        recipe, 200, 12, 3, {"can.max_dent_mm": 12}, {"can_dent": (9, 9), "normal": (1, 168)}, plot, "deepest",
+        plot, "overhang per angle",
+    )  # fmt: skip
+    text = write_report(_report(measurements=section), tmp_path).read_text()
+    assert "recipe <b>demo-21700</b> v1" in text and "<b class=ok>200</b> conform" in text
+    assert "<b class=bad>12</b> out of tolerance, 3 not judged" in text
+    assert (
+        "<td>can.max_dent_mm</td><td class=n>0.01</td><td class=n>-</td><td class=n>0.034</td><td class=n>12</td>"
+        in text
+    )
+    assert "<td>can_dent</td><td class=n>9 of 9</td>" in text
+    assert text.count("<svg") == 2 and "overhang per angle" in text
+    assert "Not measured in this run" in write_report(_report(), tmp_path / "none").read_text()
