@@ -37,6 +37,7 @@ MIN_RIDGE_TURNS = 0.05  # a traced stretch shorter than this part of a turn is n
 STEEL_HEIGHT = 2.5  # a stretch this many times the typical turn's band-passed height is the can
 RIDGE_SPREAD = 0.125  # turns from its turn that most of a stretch must stay within (a circle: a quarter)
 FIT_POINTS = 2000  # traced points enough for four parameters; more only cost time
+VOTE_EVERY = 3  # angles of a stretch between those that vote for its turn
 PERCENTILE_SAMPLES = 2**15  # pixels enough for the robust range's 0.5/99.5 percentiles
 
 
@@ -310,10 +311,13 @@ def _vote_turns(
     points = np.flatnonzero(candidates[labels])
     points = points[np.argsort(labels[points], kind="stable")]
     bounds = np.searchsorted(labels[points], np.arange(len(turn_of) + 1))
-    # per candidate point: its map cell, and the cells a pitch outside then inside it on its row
+    cells = rows[points] * n_radii + index[points]
+    # every few angles of a stretch vote: neighbouring angles see the same bands
+    voters = points[(np.arange(len(points)) - bounds[labels[points]]) % VOTE_EVERY == 0]
+    voter_bounds = np.searchsorted(labels[voters], np.arange(len(turn_of) + 1))
+    # per voter: the map cells a pitch outside, then inside it, on its row
     reach = np.arange(math.floor(0.6 * pitch_samples), math.ceil(1.5 * pitch_samples) + 1)
-    row_start, i = (rows[points] * n_radii)[:, None], index[points][:, None]
-    cells = row_start[:, 0] + i[:, 0]
+    row_start, i = (rows[voters] * n_radii)[:, None], index[voters][:, None]
     outside = row_start + np.minimum(i + reach, n_radii - 1)
     inside = row_start + np.maximum(i - reach, 0)
     mean_radius = np.bincount(labels, weights=radius) / np.maximum(np.bincount(labels), 1)
@@ -328,7 +332,7 @@ def _vote_turns(
                 still.append(label)
                 continue
             tried[label] = assigned
-            lo, hi = bounds[label], bounds[label + 1]
+            lo, hi = voter_bounds[label], voter_bounds[label + 1]
             votes = np.concatenate([_first(turn_map[outside[lo:hi]]) - 1, _first(turn_map[inside[lo:hi]]) + 1])
             votes = votes[np.isfinite(votes)].astype(np.intp)
             if votes.size == 0:
@@ -340,7 +344,7 @@ def _vote_turns(
                 still.append(label)
                 continue
             turn_of[label] = lowest + int(np.argmax(counts))
-            turn_map[cells[lo:hi]] = turn_of[label]
+            turn_map[cells[bounds[label] : bounds[label + 1]]] = turn_of[label]
             assigned += 1
         waiting = still
 
