@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from scipy import ndimage
+from scipy.special import ndtr
 
 from model_core.metrology.can import CAN_NAMES, CanResult, can_along_z, measure_can
+from model_core.metrology.can_edges import percentiles, row_nanmedian, two_step_fit
 from schemas.measurements import Measurement
 
 PIXEL_MM = 0.1
@@ -168,3 +171,41 @@ def test_a_real_21700_slice_has_a_can_of_about_21_mm(real_scans: Path) -> None:
     assert 0.1 < _value(result, "can.wall_mean_mm") < 0.4
     assert _value(result, "can.eccentricity") < 0.2
     assert (result.measurements["can.outer_diameter_mm"].confidence or 0) > 0.9
+
+
+def test_the_partial_sort_percentiles_are_numpys() -> None:
+    values = np.random.default_rng(5).gamma(2.0, size=10_001).astype(np.float32)
+    for percents in ((0.5, 99.5), (0.0, 100.0), (37.3,)):
+        assert percentiles(values, percents) == pytest.approx(tuple(np.percentile(values, percents)), rel=1e-6)
+
+
+def test_the_row_nanmedian_is_numpys() -> None:
+    rng = np.random.default_rng(6)
+    for columns in (1, 2, 7, 12):
+        values = rng.random((300, columns))
+        values[rng.random(values.shape) < 0.3] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # its all-NaN rows
+            expected = np.nanmedian(values, axis=1)
+        np.testing.assert_allclose(row_nanmedian(values), expected, equal_nan=True)
+
+
+def test_the_blur_fit_recovers_a_blurred_wall_and_its_clipped_top() -> None:
+    offsets = np.arange(-6.0, 6.0, 0.25)
+    true = np.array([0.3, 1.2, 0.05, -1.1, 1.4, 0.7])  # roll, wall, air; edges (px) and blur
+
+    def blurred(x: np.ndarray) -> np.ndarray:
+        b_in, level, b_out, edge_in, edge_out, sigma = x
+        return np.asarray(
+            b_in
+            + (level - b_in) * ndtr((offsets - edge_in) / sigma)
+            + (b_out - level) * ndtr((offsets - edge_out) / sigma)
+        )
+
+    start = np.array([0.35, 1.0, 0.1, -1.5, 1.0, 0.5])
+    for clip in (math.inf, 0.9):
+        profile = np.minimum(blurred(true), clip)
+        fitted, converged = two_step_fit(offsets, profile, start, clip)
+        assert converged
+        assert fitted[3:5] == pytest.approx(true[3:5], abs=1e-3), clip
+        assert abs(fitted[5]) == pytest.approx(true[5], abs=1e-3)
