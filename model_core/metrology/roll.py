@@ -19,7 +19,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
+from scipy import fft
 
 from model_core.metrology.segmentation import ROBUST_PERCENTILES
 from schemas.measurements import LayerDeviation, Measurement, MeasurementName, Unit
@@ -130,7 +130,8 @@ def radial_period(polar: FloatArray, step: float, r_max: float) -> float | None:
     """The strongest radial period (px) of the unrolled slice, between 4 samples and r_max / 5."""
     # every fourth angle: the spectra of neighbouring angles are alike
     profile = polar[::4] - polar[::4].mean(axis=1, keepdims=True)
-    power = (np.abs(np.fft.rfft(profile, axis=1)) ** 2).mean(axis=0)
+    # scipy's transform in single precision: the coarse grid's radii are often a prime count
+    power = (np.abs(fft.rfft(profile, axis=1)) ** 2).mean(axis=0)
     frequency = np.fft.rfftfreq(polar.shape[1], step)
     # times f: against the steps at the core and the can, which would win at low frequencies
     weighted = power * frequency
@@ -226,7 +227,7 @@ def _ridges(
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, np.zeros(0), np.zeros(0)
     peak &= mid > RIDGE_LEVEL * float(np.percentile(heights, 90))
-    labels, _ = ndimage.label(peak, structure=np.ones((3, 3)))
+    _, labels = cv2.connectedComponents(peak.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     rows, cols = np.nonzero(labels)
     left, centre, right = passed[rows, cols], passed[rows, cols + 1], passed[rows, cols + 2]
     curvature = left - 2 * centre + right
@@ -365,14 +366,22 @@ def _robust_spiral(trace: _Trace, n_angles: int, fit: _SectorFit) -> tuple[npt.N
     t = trace.turn[::every] + fit.direction * column / n_angles
     design = np.column_stack([np.ones_like(t), t, np.cos(theta), np.sin(theta)])
     weights = np.ones_like(t)
-    params = np.array([fit.offset, fit.pitch, 0.0, 0.0])
     for _ in range(5):
         params = _weighted_lstsq(design, radius, weights)
         residual = radius - design @ params
-        scale = max(1.4826 * float(np.median(np.abs(residual))), 0.02 * fit.pitch)
-        weights = np.clip(1 - (residual / (4.685 * scale)) ** 2, 0, None) ** 2
+        scale = max(1.4826 * _median(np.abs(residual)), 0.02 * fit.pitch)
+        weights = np.square(np.maximum(1 - np.square(residual / (4.685 * scale)), 0))
     inliers = float(np.mean(np.abs(residual) < 0.25 * params[1]))
     return params, inliers
+
+
+def _median(values: npt.NDArray[np.float64]) -> float:
+    """`np.median` of a non-empty 1-D array, by one partition."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float(0.5 * (low + high))
 
 
 def _missing(reason: str, unit: Unit) -> dict[MeasurementName, Measurement]:
@@ -446,12 +455,12 @@ def _deviations(traced: FloatArray, ideal: FloatArray, order: npt.NDArray[np.int
     held = np.minimum(np.minimum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
     held = np.where(seen, held, -1.0)
     at = np.argmax(held, axis=1)
-    result = []
-    for layer, column in enumerate(at):
-        coverage = float(seen[layer].sum() / max(int(passes[layer].sum()), 1))
-        value = float(held[layer, column])
-        result.append((value, int(order[column]), coverage) if value >= 0 else (math.nan, -1, coverage))
-    return result
+    value = held[np.arange(len(held)), at]
+    coverage = seen.sum(axis=1) / np.maximum(passes.sum(axis=1), 1)
+    return [
+        (float(v), int(order[column]), float(c)) if v >= 0 else (math.nan, -1, float(c))
+        for v, column, c in zip(value, at, coverage, strict=True)
+    ]
 
 
 def _along_ray(origin: tuple[float, float], angle: float, axis: tuple[float, float], radius: float) -> float:
