@@ -141,6 +141,11 @@ def test_predict_scores_with_the_current_model_and_stores_the_heatmap(facade: Fa
         "threshold",
         "model_version",
         "heatmap_url",
+        "recipe",
+        "pixel_mm",
+        "measurements",
+        "conforms",
+        "conformance",
     }
     assert body["model_version"] == facade.versions[1]
     assert body["reconstruction_error"] >= 0 and body["anomaly_score"] >= 0
@@ -151,6 +156,27 @@ def test_predict_scores_with_the_current_model_and_stores_the_heatmap(facade: Fa
     png = facade.store.get_bytes(bucket, key, max_bytes=10_000_000)
     assert png.startswith(b"\x89PNG")
     assert with_map["anomaly_score"] == pytest.approx(body["anomaly_score"])
+
+
+def test_predict_measures_the_cell_against_a_recipe_from_the_registry(facade: Facade) -> None:
+    from model_core.recipe_book import RecipeBook
+    from producers.simulator.render import render_slice
+    from producers.simulator.sampling import random_spec
+    from schemas.recipes import Recipe
+    from storage.registry_store import S3BlobStore
+
+    recipe = Recipe.model_validate({"name": "line-21700", "tolerances": {"can.outer_diameter_mm": {"max": 20.5}}})
+    RecipeBook(S3BlobStore(facade.store, facade.settings.bucket_models)).add(recipe)
+    spec = random_spec(np.random.default_rng(2), 256)
+    image, _ = render_slice(spec)
+    url = facade.put("line1/measured.png", encode(image.astype(np.float64) / 65535, bits=16))
+    pixel_mm = 21.0 / 2 / spec.cell.radius
+    body = facade.http.post("/predict", json={"image_url": url, "recipe": "line-21700", "pixel_mm": pixel_mm}).json()
+    assert body["recipe"] == "line-21700" and body["pixel_mm"] == pytest.approx(pixel_mm)
+    assert body["measurements"]["can.outer_diameter_mm"]["value"] == pytest.approx(21.0, abs=0.1)
+    assert body["conforms"] is False and body["conformance"]["failed"] == ["can.outer_diameter_mm"]
+    unknown = facade.http.post("/predict", json={"image_url": url, "recipe": "nope"}).json()
+    assert unknown["conforms"] is None and "not in the registry" in unknown["conformance"]["reason"]
 
 
 def test_the_same_scan_scores_the_same_by_path_and_s3_url(facade: Facade) -> None:
