@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from model_core.metrology.can_edges import ray_edges, unit_scale
+from model_core.metrology.can_edges import percentiles, ray_edges, unit_scale
 from schemas.measurements import AlongZ, Measurement, MeasurementName, Unit
 
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -253,7 +253,7 @@ def _rough_radius(bright: npt.NDArray[np.bool_], centre: tuple[float, float], st
     the mask `bright` of every `step`-th pixel."""
     rows, cols = np.nonzero(bright)
     distance = np.hypot(rows * step - centre[0], cols * step - centre[1])
-    return float(np.percentile(distance, 90))
+    return percentiles(distance, (90,))[0]
 
 
 def _fill_circular(angles: FloatArray, radii: FloatArray, clean: npt.NDArray[np.bool_]) -> FloatArray:

@@ -75,7 +75,7 @@ def unit_scale(image: np.ndarray) -> GreyScale:
     return GreyScale(lo, hi - lo, float(thresholds[-1]), (top - lo) / (hi - lo) if saturated else math.inf)
 
 
-def percentiles(values: npt.NDArray[np.float32], percents: Sequence[float]) -> tuple[float, ...]:
+def percentiles(values: FloatArray, percents: Sequence[float]) -> tuple[float, ...]:
     """`np.percentile(values, percents)` (linear) by a partial sort: a full one is the slow part."""
     positions = [p / 100 * (values.size - 1) for p in percents]
     below = [math.floor(p) for p in positions]
@@ -122,7 +122,8 @@ def ray_edges(image: np.ndarray, scale: GreyScale, centre: tuple[float, float], 
     window = np.arange(span)[None, :]
     # a ray whose air lies beyond the image has no level there: unclean
     level_out = row_nanmedian(profile[rays[:, None], np.clip(last[:, None] + gap + window, 0, radii.size - 1)])
-    level_in = np.median(profile[rays[:, None], np.clip(first[:, None] - gap - window, 0, radii.size - 1)], axis=1)
+    # inside the wall the image goes on (its centre is in it): no NaN, and the same median as numpy's
+    level_in = row_nanmedian(profile[rays[:, None], np.clip(first[:, None] - gap - window, 0, radii.size - 1)])
     outer, found_out = _crossing(profile, radii, peak_at, (peak + level_out) / 2, outward=True)
     inner, found_in = _crossing(profile, radii, peak_at, (peak + level_in) / 2, outward=False)
 
