@@ -291,7 +291,7 @@ def _trace(passed: FloatArray, step: float, fit: _SectorFit) -> _Trace:
     usable[0] = False
     mean_height = np.bincount(labels, weights=height) / np.maximum(count, 1)
     if usable.any():
-        typical = float(np.median(np.repeat(mean_height[usable], count[usable])))
+        typical = _weighted_median(mean_height[usable], count[usable])
         usable &= mean_height < STEEL_HEIGHT * typical
     assigned = usable & (near > 0.5)
     turn_of = np.where(assigned, turns, np.nan)
@@ -301,7 +301,9 @@ def _trace(passed: FloatArray, step: float, fit: _SectorFit) -> _Trace:
     rows, radius, size = rows[chosen], radius[chosen], count[labels][chosen]
     # two stretches on one turn at one angle: the longer stretch is the turn
     key = turn * n_angles + rows
-    order = np.lexsort((-size, key))
+    # by key, then the longer first: one stable sort of a combined key
+    longest = int(size.max()) if size.size else 0
+    order = np.argsort(key * (longest + 1) + (longest - size), kind="stable")
     first = np.concatenate([[True], np.diff(key[order]) != 0]) if key.size else np.zeros(0, dtype=bool)
     picked = order[first]
     return _Trace(rows[picked], radius[picked], turn[picked])
@@ -388,6 +390,15 @@ def _robust_spiral(trace: _Trace, n_angles: int, fit: _SectorFit) -> tuple[npt.N
         weights = np.square(np.maximum(1 - np.square(residual / (4.685 * scale)), 0))
     inliers = float(np.mean(np.abs(residual) < 0.25 * params[1]))
     return params, inliers
+
+
+def _weighted_median(values: npt.NDArray[np.float64], counts: npt.NDArray[np.intp]) -> float:
+    """`np.median(np.repeat(values, counts))` without the repeated array."""
+    order = np.argsort(values, kind="stable")
+    ends = np.cumsum(counts[order])
+    total = int(ends[-1])
+    low, high = (float(values[order][np.searchsorted(ends, k, side="right")]) for k in ((total - 1) // 2, total // 2))
+    return 0.5 * (low + high) if low != high else low
 
 
 def _median(values: npt.NDArray[np.float64]) -> float:
