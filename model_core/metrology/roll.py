@@ -166,13 +166,16 @@ def _sector_fit(passed: FloatArray, step: float, pitch_guess: float, reach: floa
     unroll is off the spiral's centre."""
     n_angles, n_radii = passed.shape
     sums = passed.reshape(SECTORS, n_angles // SECTORS, n_radii).sum(axis=1).astype(np.float64)
-    radii = step * np.arange(n_radii)
     pitch = pitch_guess
     for spread in (0.1 * reach, 0.01 * reach) if reach > 0 else (0.0,):
         pitches = pitch * (1 + np.linspace(-spread, spread, 21 if spread > 0 else 1))
-        phase = 2 * np.pi * radii[:, None] / pitches[None, :]
+        # exp(2 pi i r / pitch) at each radius, as powers of one radial step's rotation: no trigonometry
+        waves = np.empty((n_radii, len(pitches)), dtype=np.complex128)
+        waves[0] = 1
+        rotation = np.exp(2j * np.pi * step / pitches)
+        np.cumprod(np.broadcast_to(rotation, (n_radii - 1, len(pitches))), axis=0, out=waves[1:])
         # at most 36 x 257 x 21 multiply-adds: under OpenBLAS's threading threshold, so one thread
-        real, imag = sums @ np.cos(phase), sums @ np.sin(phase)
+        real, imag = sums @ waves.real, sums @ waves.imag
         best = int(np.argmax(np.hypot(real, imag).sum(axis=0)))
         pitch = float(pitches[best])
     z = real[:, best] + 1j * imag[:, best]
