@@ -40,6 +40,11 @@ FAMILIES: tuple[Family, ...] = get_args(Family)
 Unit = Literal["mm", "px", "deg", "ratio", "count"]
 
 
+def names_of(family: Family) -> tuple[MeasurementName, ...]:
+    """The measurement names of one family, in contract order."""
+    return tuple(name for name in MEASUREMENT_NAMES if name.startswith(f"{family}."))
+
+
 def family_of(name: MeasurementName) -> Family:
     for family in FAMILIES:
         if name.startswith(f"{family}."):

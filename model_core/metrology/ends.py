@@ -29,17 +29,11 @@ from scipy import ndimage
 from scipy.signal import find_peaks
 
 from model_core.metrology.segmentation import brightest, robust_unit
-from schemas.measurements import Measurement, MeasurementName, OverhangSector, Unit
+from schemas.measurements import Measurement, MeasurementName, OverhangSector, Unit, names_of
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
-ENDS_NAMES: tuple[MeasurementName, ...] = (
-    "overhang.min_mm",
-    "overhang.mean_mm",
-    "overhang.sigma_mm",
-    "overhang.sectors",
-    "overhang.end_spread_mm",
-)
+ENDS_NAMES = names_of("overhang")
 
 MIN_SLICES = 12
 _RAY_STEP_DEG = 2.5  # rays averaged into one sector's reslice

@@ -16,7 +16,16 @@ import numpy as np
 from model_core.metrology.can import CanResult, can_along_z, measure_can
 from model_core.metrology.ends import EndsResult, measure_ends
 from model_core.metrology.roll import RollResult, measure_roll
-from schemas.measurements import FAMILIES, Family, Measurement, MeasurementName, Measurements, Unit, family_of
+from schemas.measurements import (
+    FAMILIES,
+    Family,
+    Measurement,
+    MeasurementName,
+    Measurements,
+    Unit,
+    family_of,
+    names_of,
+)
 
 EVERY_FAMILY: frozenset[Family] = frozenset(FAMILIES)
 NO_END_IN_A_SLICE = "a single slice has no cell end: the overhang is measured on volumes"
@@ -46,15 +55,10 @@ def _length_unit(pixel_mm: float | None) -> Unit:
 
 
 def _overhang_missing(pixel_mm: float | None, reason: str) -> Measurements:
-    names: tuple[MeasurementName, ...] = (
-        "overhang.min_mm",
-        "overhang.mean_mm",
-        "overhang.sigma_mm",
-        "overhang.end_spread_mm",
-    )
-    found: Measurements = {name: Measurement.missing(_length_unit(pixel_mm), reason) for name in names}
-    found["overhang.sectors"] = Measurement.missing("count", reason)
-    return found
+    return {
+        name: Measurement.missing("count" if name == "overhang.sectors" else _length_unit(pixel_mm), reason)
+        for name in names_of("overhang")
+    }
 
 
 def measure_slice(
