@@ -94,16 +94,18 @@ def _offsets(grid: Grid) -> tuple[FloatArray, FloatArray]:
 
 
 def robust_unit(image: np.ndarray) -> FloatArray:
-    """`segmentation.robust_unit` with the percentiles of a regular subsample: the winding is
-    traced on band-passed intensities, which the exact range changes only where it clips."""
+    """`segmentation.robust_unit` with the percentiles of a regular subsample (every pixel up to
+    PERCENTILE_SAMPLES of them): the winding is traced on band-passed intensities, which a
+    slightly different range changes only where it clips."""
     stride = max(1, math.isqrt(image.size // PERCENTILE_SAMPLES))
     lo, hi = (float(q) for q in np.percentile(image[::stride, ::stride], ROBUST_PERCENTILES))
     if hi <= lo:
         return np.zeros(image.shape, dtype=np.float32)
     # one float32 array, scaled in place: an 8-bit slice need not pass through float64
-    unit = np.multiply(image, np.float32(1 / (hi - lo)), dtype=np.float32)
+    unit: FloatArray = np.multiply(image, np.float32(1 / (hi - lo)), dtype=np.float32)
     unit -= np.float32(lo / (hi - lo))
-    return np.clip(unit, 0.0, 1.0, out=unit)
+    np.clip(unit, 0.0, 1.0, out=unit)
+    return unit
 
 
 def unroll(unit: FloatArray, centre: tuple[float, float], grid: Grid) -> FloatArray:

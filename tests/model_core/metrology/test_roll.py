@@ -10,7 +10,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from model_core.metrology.roll import RollResult, measure_roll
+from model_core.metrology.roll import RollResult, _median, _percentile, _weighted_median, measure_roll, robust_unit
+from model_core.metrology.segmentation import robust_unit as shared_unit
 from producers.simulator.jellyroll import turn_count
 from producers.simulator.render import render_slice
 from producers.simulator.spec import CellSpec, DefectSpec, ImagingSpec, SliceSpec
@@ -214,3 +215,26 @@ def test_the_buckled_real_slice_stands_far_above_the_normal_one_near_the_centre(
     central = range(1, 4)
     assert min(buckled[k][0] for k in central) > 2 * max(normal[k][0] for k in central)
     assert max(buckled.values())[0] > 3 * max(normal[k][0] for k in central)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_the_unit_image_matches_the_shared_robust_scaling(dtype: type) -> None:
+    """Exact where every pixel counts (up to 2^14 of them), within a small range error where the
+    range comes from a subsample."""
+    rng = np.random.default_rng(3)
+    top = 255 if dtype is np.uint8 else 60000
+    for size, tolerance in ((128, 1e-6), (300, 0.02)):
+        image: np.ndarray = (rng.gamma(2.0, top / 10, (size, size)).clip(0, top)).astype(dtype)
+        assert np.abs(robust_unit(image) - shared_unit(image)).max() <= tolerance
+    assert not robust_unit(np.full((64, 64), 7, dtype=dtype)).any()
+
+
+def test_the_order_statistics_are_numpys() -> None:
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 10, 101, 1000):
+        values = rng.random(n)
+        assert _median(values) == float(np.median(values))
+        for q in (0.5, 50.0, 90.0, 99.5):
+            assert _percentile(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-12)
+        counts = rng.integers(1, 40, n)
+        assert _weighted_median(values, counts) == float(np.median(np.repeat(values, counts)))
