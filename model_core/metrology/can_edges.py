@@ -3,7 +3,8 @@
 On each ray the outermost bright run is the wall, and an edge is where the profile crosses halfway
 between the wall's peak and the level on that side (air outside, the roll inside); a blurred
 two-step model fitted to the rays' mean profile corrects the crossings of a wall not much thicker
-than the blur. The grey scale (robust unit range, brightest class) comes from a subsample.
+than the blur, or of a wall whose top the scanner clipped (its half level is then too low). The
+grey scale (robust unit range, brightest class) comes from a subsample.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ _BIAS_RAYS = 256  # the blur fit's mean profile needs no more
 _SATURATED_SHARE = 0.002  # of the pixels at the top value: the scanner clipped
 _FIT_ITERATIONS = 60
 _FIT_TOLERANCE = 1e-10  # relative drop of the blur fit's squared residual at which it has converged
+_PIXEL_BIN = 0.1  # px: the clipped wall's mean profile from its pixels, in bins this fine
+_CLIPPED_REACH_PX = 2.0  # the clipped fit's levels this far beyond the crossings (or 3/4 of the wall):
+# farther in, the roll's own structure (a gap before its first layer) is no level of the step model
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,12 @@ def ray_edges(image: np.ndarray, scale: GreyScale, centre: tuple[float, float], 
     if clean.sum() >= 8:
         some = np.flatnonzero(clean)[:: max(1, int(clean.sum()) // _BIAS_RAYS)]
         margin = (gap + span) * _RADIAL_STEP
-        shift_out, shift_in = _blur_bias(profile[some], radii, outer[some], inner[some], margin, clip)
+        if math.isfinite(clip):
+            shift_out, shift_in = _clipped_bias(
+                raw, scale, centre, angles[some], radii, outer[some], inner[some], margin
+            )
+        else:
+            shift_out, shift_in = _blur_bias(profile[some], radii, outer[some], inner[some], margin)
         outer, inner = outer + shift_out, inner + shift_in
     return Edges(angles, np.where(clean, outer, np.nan), np.where(clean, inner, np.nan), touches_border=False)
 
@@ -223,7 +232,7 @@ def _crossing(
 
 
 def _blur_bias(
-    profile: FloatArray, radii: FloatArray, outer: FloatArray, inner: FloatArray, margin: float, clip: float
+    profile: FloatArray, radii: FloatArray, outer: FloatArray, inner: FloatArray, margin: float
 ) -> tuple[float, float]:
     """How far the true wall edges lie from the half-level crossings (outer, inner shift, px).
 
@@ -245,9 +254,53 @@ def _blur_bias(
     usable = np.isfinite(mean)
     if usable.sum() < 8:
         return 0.0, 0.0
-    u, p = offsets[usable], mean[usable]
-    start = [p[0], float(p.max()) * (1.2 if math.isfinite(clip) else 1.0), p[-1], -half_in, half_out, 0.5]
+    return _fitted_shifts(offsets[usable], mean[usable], half_in, half_out, margin, math.inf)
 
+
+def _clipped_bias(
+    raw: npt.NDArray[np.float32],
+    scale: GreyScale,
+    centre: tuple[float, float],
+    angles: FloatArray,
+    radii: FloatArray,
+    outer: FloatArray,
+    inner: FloatArray,
+    margin: float,
+) -> tuple[float, float]:
+    """`_blur_bias` for a wall clipped at `scale.clip`: the step model fitted clipped too, to the
+    pixels along the rays at `angles`, binned by their exact distance from the wall's middle.
+
+    Interpolated profiles mix the clipped pixels into their unclipped neighbours, so that no sample
+    near the edge is min(clip, model) of its own position; a pixel is. Closer levels than the
+    plain fit's: the clipped model's level, edges and blur trade off against each other, and the
+    roll's structure farther in pulls them."""
+    middle = (outer + inner) / 2
+    half_out, half_in = float(np.mean(outer - middle)), float(np.mean(middle - inner))
+    margin = min(margin, max(_CLIPPED_REACH_PX, 0.75 * (half_in + half_out)))
+    # every second sample still visits each pixel a ray crosses
+    radii = radii[(radii >= inner.min() - margin - 1) & (radii <= outer.max() + margin + 1)][::2]
+    rows = np.rint(centre[0] + np.sin(angles)[:, None] * radii[None, :]).astype(np.intp)
+    cols = np.rint(centre[1] + np.cos(angles)[:, None] * radii[None, :]).astype(np.intp)
+    offset = np.hypot(rows - centre[0], cols - centre[1]) - middle[:, None]
+    near = (offset >= -half_in - margin) & (offset < half_out + margin)
+    near &= (rows >= 0) & (rows < raw.shape[0]) & (cols >= 0) & (cols < raw.shape[1])
+    values = (raw[rows[near], cols[near]] - np.float32(scale.lo)) * np.float32(1 / scale.span)
+    bins = ((offset[near] + half_in + margin) / _PIXEL_BIN).astype(np.intp)
+    count = np.bincount(bins, minlength=math.ceil((half_in + half_out + 2 * margin) / _PIXEL_BIN))
+    usable = count > 0
+    if usable.sum() < 8:
+        return 0.0, 0.0
+    total = np.bincount(bins, weights=values, minlength=count.size)
+    centres = (np.arange(count.size) + 0.5) * _PIXEL_BIN - half_in - margin
+    return _fitted_shifts(centres[usable], total[usable] / count[usable], half_in, half_out, margin, scale.clip)
+
+
+def _fitted_shifts(
+    u: FloatArray, p: FloatArray, half_in: float, half_out: float, margin: float, clip: float
+) -> tuple[float, float]:
+    """The edge shifts from the two-step model fitted (clipped at `clip`) to the mean profile `p` at
+    offsets `u` from the walls' middles; none when the fit does not converge to a plausible wall."""
+    start = [p[0], float(p.max()) * (1.2 if math.isfinite(clip) else 1.0), p[-1], -half_in, half_out, 0.5]
     x, converged = two_step_fit(u, p, np.array(start, dtype=np.float64), clip)
     if not converged:
         return 0.0, 0.0

@@ -1,5 +1,5 @@
 """The simulator's true can geometry: exact on plain shapes, and what `measure_can` measures on the
-rendered slices within the acceptance targets."""
+rendered slices within the acceptance targets, saturated (clipped) cans included."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def _spec(ellipticity: float = 0.0, defect: DefectSpec | None = None) -> SliceSp
     return SliceSpec(size=256, cell=cell, imaging=ImagingSpec(), defect=defect)
 
 
-def _saturates(spec: SliceSpec) -> bool:
-    """Whether the can reaches the scanner's full scale (its wall's top is clipped flat)."""
+def _clipping(spec: SliceSpec) -> float:
+    """The can's brightest level on the scanner's full scale (above 1: its wall's top is clipped flat)."""
     imaging = spec.imaging
-    return imaging.offset + imaging.gain * (1 + abs(imaging.drift_x) + abs(imaging.drift_y)) >= 1
+    return imaging.offset + imaging.gain * (1 + abs(imaging.drift_x) + abs(imaging.drift_y))
 
 
 def test_a_round_can_is_its_radius_and_thickness() -> None:
@@ -68,7 +68,11 @@ def test_measure_can_meets_the_targets_on_simulated_slices(size: int) -> None:
     rng = np.random.default_rng(size)
     specs = [random_spec(rng, size, "can_dent" if i % 2 else None, ("low", "medium", "high")[i % 3]) for i in range(30)]
     checked = 0
-    for spec in [s for s in specs if not _saturates(s)][:10]:
+    # clipped below about 3/4 of the wall's height (1.35) the flanks left hold too little of the step
+    # to separate its height, blur and edges (the wall reads up to 0.045 mm thick): not yet met there
+    clipped = [s for s in specs if 1 <= _clipping(s) < 1.35][:3]
+    assert len(clipped) == 3
+    for spec in [s for s in specs if _clipping(s) < 1][:10] + clipped:
         pixel_mm = 10.5 / spec.cell.radius  # a 21 mm can
         image, _ = render_slice(spec)
         measured, truth = measure_can(image, pixel_mm).measurements, can_truth(spec, pixel_mm)
@@ -81,4 +85,4 @@ def test_measure_can_meets_the_targets_on_simulated_slices(size: int) -> None:
             assert angle is not None
             assert abs((angle - truth["can.max_dent_angle_deg"] + 180) % 360 - 180) < 2.0
         checked += 1
-    assert checked == 10
+    assert checked == 13

@@ -209,3 +209,12 @@ def test_the_blur_fit_recovers_a_blurred_wall_and_its_clipped_top() -> None:
         assert converged
         assert fitted[3:5] == pytest.approx(true[3:5], abs=1e-3), clip
         assert abs(fitted[5]) == pytest.approx(true[5], abs=1e-3)
+
+
+def test_a_can_clipped_at_the_scanners_full_scale_keeps_its_wall() -> None:
+    # the steel at 1.3 of full scale: its wall's top is flat, its half level too low
+    image = np.minimum(_scan(_wall(256, (127.3, 128.6), (100.0, 100.0), 3.0)) * 1.3, 1.0)
+    result = measure_can(image, PIXEL_MM)
+    assert _value(result, "can.outer_diameter_mm") == pytest.approx(20.0, abs=0.05)
+    assert _value(result, "can.inner_diameter_mm") == pytest.approx(19.4, abs=0.05)
+    assert _value(result, "can.wall_mean_mm") == pytest.approx(0.3, abs=0.02)
