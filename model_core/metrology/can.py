@@ -21,21 +21,11 @@ import numpy as np
 import numpy.typing as npt
 
 from model_core.metrology.can_edges import percentiles, ray_edges, unit_scale
-from schemas.measurements import AlongZ, Measurement, MeasurementName, Unit
+from schemas.measurements import AlongZ, Measurement, MeasurementName, Unit, names_of
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
-CAN_NAMES: tuple[MeasurementName, ...] = (
-    "can.outer_diameter_mm",
-    "can.inner_diameter_mm",
-    "can.wall_mean_mm",
-    "can.wall_min_mm",
-    "can.wall_max_mm",
-    "can.wall_3sigma_mm",
-    "can.eccentricity",
-    "can.max_dent_mm",
-    "can.max_dent_angle_deg",
-)
+CAN_NAMES = names_of("can")
 _UNITS: dict[MeasurementName, Unit] = {"can.eccentricity": "ratio", "can.max_dent_angle_deg": "deg"}
 
 _SUBSAMPLE_ABOVE = 300  # px: the can's mask from every second pixel still closes its ring
