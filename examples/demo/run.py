@@ -108,7 +108,9 @@ def demo_settings(settings: Settings, run_id: str, work: Path) -> Settings:
 def run_demo(options: DemoOptions, base: Settings, out: Path) -> int:
     """The whole demo; returns the exit status (0 done, 1 failed, 130 interrupted)."""
     started_at = datetime.now(UTC)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # its group and metadata chatter hides the live line
+    # Their chatter (groups, requests, migrations) hides the live line and the demo's own lines.
+    for chatty in ("aiokafka", "httpx", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="battery-ct-demo-"))
     run_id = uuid.uuid4().hex[:8]
