@@ -143,11 +143,6 @@ def queue(session: Session, f: QueueFilter) -> QueuePage:
     return QueuePage(cells=[CellSummary.model_validate(r) for r in rows], total=total, page=f.page, pages=pages)
 
 
-def choices(session: Session) -> QueueChoices:
-    """Every recipe and model version of the cells waiting (the whole queue)."""
-    return summary(session, QueueFilter())[1]
-
-
 def summary(session: Session, f: QueueFilter) -> tuple[dict[str, int], QueueChoices]:
     """What the queue page shows beside its rows, in one grouped query over the waiting cells in
     `f`'s dates: the cells waiting per reason under `f`'s other filters, and the recipes and model

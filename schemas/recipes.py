@@ -12,7 +12,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas.measurements import FAMILIES, Family, MeasurementName, family_of
+from schemas.measurements import Family, MeasurementName, family_of
 
 RecipeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -56,9 +56,6 @@ class Recipe(BaseModel):
     def families(self) -> frozenset[Family]:
         """The measurement families its checks need: the rest is not measured for this recipe."""
         return frozenset(family_of(name) for name in self.tolerances)
-
-
-ALL_FAMILIES: frozenset[Family] = frozenset(FAMILIES)
 
 
 class CheckResult(BaseModel):

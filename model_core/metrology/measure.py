@@ -23,7 +23,6 @@ from schemas.measurements import (
     MeasurementName,
     Measurements,
     Unit,
-    family_of,
     names_of,
 )
 
@@ -154,7 +153,3 @@ def _volume_roll(volume: np.ndarray, cans: Sequence[CanResult], pixel_mm: float 
 def _confidence(result: RollResult) -> float:
     turns = result.measurements.get("roll.turns")
     return (turns.confidence or 0.0) if turns is not None and turns.value is not None else -1.0
-
-
-def families_of(names: Sequence[MeasurementName]) -> frozenset[Family]:
-    return frozenset(family_of(name) for name in names)

@@ -17,7 +17,7 @@ from reviews.database import Database
 from reviews.decisions import DecisionLabel, DecisionRequest, OverrideRequired, UnknownCell, decide
 from reviews.materialise import OffsetConflict, audited, store_batch, stored_offsets
 from reviews.people import InvalidUser, add_user, authenticate, close_session, csrf_matches, open_session, signed_in
-from reviews.queue import QueueFilter, cell_detail, choices, queue, summary
+from reviews.queue import QueueFilter, cell_detail, queue, summary
 from reviews.stats import NO_RECIPE, daily, models_by_recipe
 from reviews.tables import Base, Cell, OutboxMessage, RejectedVerdict, VerdictRecord
 from schemas.accepted import AcceptedScan
@@ -112,7 +112,7 @@ def test_the_queue_holds_flagged_unusable_out_of_tolerance_and_audited_cells_new
     assert database.run(lambda s: queue(s, by_day)).total == page.total
     paged = database.run(lambda s: queue(s, QueueFilter(page=2, page_size=2)))
     assert paged.pages == -(-page.total // 2) and len(paged.cells) == 2
-    assert database.run(choices).recipes == ["21700-a", "4680-b"]
+    assert database.run(lambda s: summary(s, QueueFilter()))[1].recipes == ["21700-a", "4680-b"]
     counts, found = database.run(lambda s: summary(s, QueueFilter(recipe="4680-b")))
     assert counts == {"out_of_tolerance": 1, "audit": len(audited_scans)}
     assert found.recipes == ["21700-a", "4680-b"] and found.model_versions == ["v0001"]
