@@ -117,6 +117,25 @@ class ObjectStore:
                 response.close()
                 response.release_conn()
 
+    def size(self, bucket: str, key: str) -> int:
+        """The object's size in bytes."""
+        with self._errors(f"s3://{bucket}/{key}"):
+            return int(self._client.stat_object(bucket_name=bucket, object_name=key).size or 0)
+
+    def get_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes of the object from `offset` (fewer at its end): a ranged GET, so that a
+        volume's slices are read without the whole object."""
+        where = f"s3://{bucket}/{key}"
+        if length <= 0:
+            return b""
+        with self._errors(where):
+            response = self._client.get_object(bucket_name=bucket, object_name=key, offset=offset, length=length)
+            try:
+                return bytes(response.read(length))
+            finally:
+                response.close()
+                response.release_conn()
+
     def exists(self, bucket: str, key: str) -> bool:
         """True when the object exists (a missing bucket counts as a missing object)."""
         try:
