@@ -11,7 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 SCHEMA_MAJOR = 1
 # 1.1: verdicts gain recipe, pixel_mm, measurements, conforms and conformance; scan events recipe
 # and pixel_mm (all optional: every 1.0 message stays valid).
-SCHEMA_VERSION = f"{SCHEMA_MAJOR}.1"
+# 1.2: a scan can be a whole cell (a CT volume): scan events gain kind and slice_mm; a cell's verdict
+# is a Verdict of kind "cell" with its slices, z-profile and 3-D findings (a 1.1 reader reads it as a
+# verdict and ignores the rest).
+SCHEMA_VERSION = f"{SCHEMA_MAJOR}.2"
 
 # Scan ids end up in object keys, metric labels and log lines: printable (letters of any script, as in
 # the keys MinIO notifies), bounded, no path tricks.

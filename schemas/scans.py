@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.base import Message, ScanId, summarise, utc_now
 from schemas.recipes import RecipeName
+
+ScanKind = Literal["slice", "volume"]
 
 
 class ScanEvent(Message):
@@ -25,6 +28,12 @@ class ScanEvent(Message):
     created_at: datetime = Field(default_factory=utc_now, description="When the scan landed")
     recipe: RecipeName | None = Field(None, description="The cell design to measure it against (1.1)")
     pixel_mm: float | None = Field(None, gt=0, le=10, description="Pixel size in mm, when the file has none (1.1)")
+    kind: ScanKind | None = Field(
+        None, description="A 2-D slice or a whole cell's volume; null: told by the object (its format) (1.2)"
+    )
+    slice_mm: float | None = Field(
+        None, gt=0, le=10, description="A volume's slice spacing in mm, when the file has none (1.2)"
+    )
 
     @property
     def image_url(self) -> str:

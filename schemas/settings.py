@@ -73,6 +73,15 @@ class Settings(BaseSettings):
         description="Largest decoded image accepted (pixels; checked in the header before decoding): 4096 x 4096 "
         "covers CT slices; a decoded 16-bit slice costs about 6 bytes per pixel",
     )
+    volume_max_slices: int = Field(
+        2048, ge=1, description="Most slices of a volume (a whole cell) accepted; a longer one is dead-lettered"
+    )
+    volume_max_voxels: int = Field(
+        2048 * 2048 * 2048, ge=1, description="Most voxels of a volume accepted (checked from its header)"
+    )
+    volume_max_bytes: int = Field(
+        8 * 1024**3, ge=1, description="Most bytes of a volume's voxels accepted (checked from its header)"
+    )
     decode_budget_pixels: int | None = Field(
         None,
         ge=1,

@@ -95,3 +95,56 @@ def test_evaluate_reports_auroc_per_type_and_pixel_auroc(
 def test_train_refuses_a_folder_without_normal_slices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "ck")]) == 2
     assert "no image files" in capsys.readouterr().err
+
+
+def test_score_judges_a_volume_as_one_cell_with_its_findings(
+    checkpoint: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    normal = [random_normal_slice(rng, SIZE)[0] for _ in range(8)]
+    defective = [random_defect_slice(rng, SIZE, "pore", "high")[0] for _ in range(3)]
+    for name, planes in (("normal", normal), ("defect", normal[:3] + defective + normal[3:6])):
+        tifffile.imwrite(
+            tmp_path / f"{name}.tif",
+            np.stack(planes).astype(np.uint16),
+            imagej=True,
+            resolution=(10.0, 10.0),
+            metadata={"spacing": 0.2, "unit": "mm"},
+        )
+    assert (
+        main(["score", "--checkpoint", str(checkpoint[0]), str(tmp_path / "normal.tif"), str(tmp_path / "defect.tif")])
+        == 0
+    )
+    normal_cell, defect_cell = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert normal_cell["kind"] == defect_cell["kind"] == "cell"
+    assert (normal_cell["slices"], defect_cell["slices"]) == (8, 9)
+    assert len(defect_cell["profile"]) == 9 and defect_cell["slice_mm"] == pytest.approx(0.2)
+    assert any(cell["findings"] for cell in (normal_cell, defect_cell))  # the checks below run
+    for cell in (normal_cell, defect_cell):
+        # the cell's score is its strongest confirmed slice evidence, judged against the threshold
+        assert cell["anomaly_score"] == pytest.approx(max(cell["profile"]), abs=1e-4)
+        assert cell["is_anomaly"] == (cell["anomaly_score"] > cell["threshold"])
+        for finding in cell["findings"]:
+            assert 0 <= finding["z_first"] <= finding["strongest_slice"] <= finding["z_last"] < cell["slices"]
+            centroid, centroid_mm = finding["extent"]["centroid"], finding["extent"]["centroid_mm"]
+            assert centroid_mm == pytest.approx([centroid[0] * 0.2, centroid[1] * 0.1, centroid[2] * 0.1], abs=1e-3)
+            assert finding["peak_score"] > cell["threshold"]
+    # a tiny model's quality is not this test's business: the volume benchmark measures it
+
+
+def test_score_reports_a_truncated_volume_and_fails(
+    checkpoint: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(6)
+    tifffile.imwrite(
+        tmp_path / "c.tif", np.stack([random_normal_slice(rng, SIZE)[0] for _ in range(4)]).astype(np.uint16)
+    )
+    data = (tmp_path / "c.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) * 2 // 3])
+    assert main(["score", "--checkpoint", str(checkpoint[0]), "--volume", str(tmp_path / "cut.tif")]) == 1
+    line = json.loads(capsys.readouterr().out)
+    assert "truncated" in line["error"]
